@@ -1,0 +1,4 @@
+//! `otter-keys`: all trust code of Otter — key files, the TUF root, image signing, the
+//! device trust bundle, and the signed wire messages exchanged by server and agent.
+//!
+//! Not built yet: a placeholder so the workspace has the layout of `DESIGN.md`.
