@@ -121,13 +121,22 @@ pub enum PowerCut {
         /// PRNG seed for the undefined bits of the torn word.
         seed: u64,
     },
+    /// Power fails inside op number `op` after exactly `words` words completed cleanly
+    /// (programmed, or erased); the rest is untouched. Together with [`Self::Inside`] this
+    /// covers both a tear on a word boundary and a tear within a word.
+    Prefix {
+        /// Index of the op that is cut short.
+        op: u64,
+        /// Words completed before the cut (clamped to the op's length).
+        words: u32,
+    },
 }
 
 impl PowerCut {
     /// Index of the op this cut is aimed at.
     fn op(&self) -> u64 {
         match *self {
-            Self::Before { op } | Self::Inside { op, .. } => op,
+            Self::Before { op } | Self::Inside { op, .. } | Self::Prefix { op, .. } => op,
         }
     }
 }
@@ -338,6 +347,14 @@ impl<const WRITE: usize, const ERASE: usize> SimFlash<WRITE, ERASE> {
                 self.powered = false;
                 Err(SimError::PowerLost)
             }
+            Some(PowerCut::Prefix { words, .. }) => {
+                let words = usize::try_from(words).unwrap_or(usize::MAX);
+                for (d, n) in dst.chunks_mut(WRITE).zip(bytes.chunks(WRITE)).take(words) {
+                    d.iter_mut().zip(n).for_each(|(d, n)| *d &= n);
+                }
+                self.powered = false;
+                Err(SimError::PowerLost)
+            }
             Some(PowerCut::Inside { at, seed, .. }) => {
                 let at = tear_word::<WRITE>(at, bytes.len());
                 let mut noise = SplitMix64(seed).bytes();
@@ -389,6 +406,16 @@ impl<const WRITE: usize, const ERASE: usize> SimFlash<WRITE, ERASE> {
             Some(PowerCut::Before { .. }) => {
                 self.powered = false;
                 return Err(SimError::PowerLost);
+            }
+            Some(PowerCut::Prefix { words, .. }) => {
+                let words = usize::try_from(words)
+                    .unwrap_or(usize::MAX)
+                    .min(len / WRITE);
+                dst.chunks_mut(WRITE)
+                    .take(words)
+                    .for_each(|d| d.fill(ERASED));
+                self.powered = false;
+                words.saturating_mul(WRITE)
             }
             Some(PowerCut::Inside { at, seed, .. }) => {
                 let at = tear_word::<WRITE>(at, len);
@@ -663,6 +690,33 @@ mod tests {
         f.set_power_cut(None);
         f.write(16, &[0; 4]).unwrap();
         assert!(f.is_powered());
+    }
+
+    #[test]
+    fn prefix_cut_on_program_completes_exactly_the_first_words() {
+        let mut f = Flash::new(1);
+        f.set_power_cut(Some(PowerCut::Prefix { op: 0, words: 3 }));
+        assert_eq!(f.write(0, &[0u8; 16]), Err(SimError::PowerLost));
+        assert!(
+            f.bytes()[..12].iter().all(|&b| b == 0),
+            "three words programmed"
+        );
+        assert!(
+            f.bytes()[12..].iter().all(|&b| b == 0xFF),
+            "fourth word untouched"
+        );
+        assert!(!f.is_powered());
+    }
+
+    #[test]
+    fn prefix_cut_on_erase_erases_exactly_the_first_words() {
+        let mut f = Flash::new(2);
+        f.bytes_mut().fill(0);
+        f.set_power_cut(Some(PowerCut::Prefix { op: 0, words: 5 }));
+        assert_eq!(f.erase(0, 128), Err(SimError::PowerLost));
+        assert!(f.bytes()[..20].iter().all(|&b| b == 0xFF));
+        assert!(f.bytes()[20..].iter().all(|&b| b == 0));
+        assert_eq!(f.sector_erases(), &[1, 0]);
     }
 
     /// `lo ⊆ torn ⊆ hi` as bit sets: the torn byte lies between the two endpoints.

@@ -219,6 +219,12 @@ impl BootState {
         let kind = c.u8();
         let version = c.version();
         let reason = VerifyFailure::from_code(c.u8());
+        if bytes
+            .get(c.at..)
+            .is_none_or(|rest| rest.iter().any(|&b| b != 0))
+        {
+            return Err(Malformed);
+        }
         let last_outcome = match (kind, reason) {
             (0, _) => Outcome::None,
             (1, _) => Outcome::Confirmed { version },
@@ -318,5 +324,8 @@ mod tests {
             "rejection without reason"
         );
         assert_eq!(BootState::decode(&good[..39]), Err(Malformed));
+        let mut b = good;
+        b[39] = 1;
+        assert_eq!(BootState::decode(&b), Err(Malformed), "reserved byte set");
     }
 }
