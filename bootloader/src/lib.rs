@@ -16,6 +16,11 @@
 //! [`layout::Layout`] (where the slots are), [`BootControl`] (boot state and decision).
 //! With the `sim` feature, [`sim::SimFlash`] is a NOR flash that can lose power inside
 //! any write or erase.
+//!
+//! Building firmware: set `--cfg sha2_backend_soft="compact"` in the firmware's rustflags
+//! (sha2's unrolled code costs ~30 KiB of flash) and leave ed25519-dalek's `fast` feature
+//! off (its precomputed tables are large). `bootloader/firmware` does both and fits in
+//! 32 KiB.
 
 #![no_std]
 #![cfg_attr(

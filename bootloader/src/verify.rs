@@ -61,7 +61,7 @@ impl fmt::Display for VerifyError {
         match self {
             Self::Image(e) => write!(f, "malformed image: {e}"),
             Self::WrongHardware { found } => {
-                write!(f, "image is for another board (hardware id {found:?})")
+                write!(f, "image is for another board (hardware id {found})")
             }
             Self::UnknownKey(id) => write!(f, "image signed by untrusted key id {id}"),
             Self::BadTrustAnchor(id) => write!(f, "trusted key {id} is not a valid ed25519 key"),

@@ -1,0 +1,249 @@
+//! Boots the real bootloader firmware (`bootloader/firmware`, Cortex-M4) in QEMU's
+//! `mps2-an386` with signed images in its simulated flash, and checks the decision it
+//! prints and its exit status.
+//!
+//! Needs `qemu-system-arm` and the `thumbv7em-none-eabihf` Rust target. Without them each
+//! test prints `skipped: <reason>` and passes, unless `OTTER_REQUIRE_ALL=1`, where a
+//! missing tool fails the test.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::{Signer as _, SigningKey};
+use otter_boot::image::{self, HardwareId, Header, Version};
+use otter_boot::trust::TrustedKey;
+use sha2::{Digest as _, Sha256};
+
+// DEMO_SEED and DEMO_HARDWARE_ID: the key and board the firmware trusts by default.
+include!("../../bootloader/firmware/demo_key.rs");
+
+/// Where the firmware looks for the slots and the boot state.
+mod flash_map {
+    include!("../../bootloader/firmware/flash_map.rs");
+}
+
+/// Generous: a run takes well under a second.
+const QEMU_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Writes a line to stderr directly: unlike `println!`, not captured by the test harness,
+/// so the QEMU results show in a plain `cargo test`.
+fn report(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Why the tests cannot run here, or the firmware ELF.
+enum Setup {
+    Ready(PathBuf),
+    Missing(String),
+}
+
+/// Builds the firmware once for all tests in this file.
+fn firmware() -> Option<&'static Path> {
+    static SETUP: OnceLock<Setup> = OnceLock::new();
+    match SETUP.get_or_init(setup) {
+        Setup::Ready(elf) => Some(elf),
+        Setup::Missing(reason) => {
+            assert!(
+                std::env::var("OTTER_REQUIRE_ALL").as_deref() != Ok("1"),
+                "OTTER_REQUIRE_ALL=1 but {reason}"
+            );
+            report(&format!("skipped: {reason}"));
+            None
+        }
+    }
+}
+
+/// Checks for the tools, then builds the firmware (a failed build fails the test).
+fn setup() -> Setup {
+    if !Command::new("qemu-system-arm")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return Setup::Missing(
+            "qemu-system-arm not found (apt-get install qemu-system-arm)".into(),
+        );
+    }
+    let libdir = Command::new("rustc")
+        .args([
+            "--print",
+            "target-libdir",
+            "--target",
+            "thumbv7em-none-eabihf",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    if !libdir.is_some_and(|d| d.is_dir()) {
+        return Setup::Missing(
+            "Rust target thumbv7em-none-eabihf not installed (rustup target add thumbv7em-none-eabihf)"
+                .into(),
+        );
+    }
+
+    // The firmware is its own cargo workspace with its own target dir, so this does not
+    // wait on the outer cargo's lock. Its .cargo/config.toml (target, linker script) is
+    // found from the working directory; variables that would override it are dropped.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bootloader/firmware");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let started = Instant::now();
+    let out = Command::new(cargo)
+        .current_dir(&dir)
+        .args(["build", "--release"])
+        .env_remove("OTTER_TRUST_ANCHORS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET_DIR")
+        .output()
+        .expect("run cargo");
+    assert!(
+        out.status.success(),
+        "firmware build failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    report(&format!(
+        "qemu_boot: firmware built in {:.1?}",
+        started.elapsed()
+    ));
+    Setup::Ready(dir.join("target/thumbv7em-none-eabihf/release/otter-boot-firmware"))
+}
+
+/// A signed image: `payload_len` bytes of pseudo-firmware at `version`, signed by `seed`.
+fn signed_image(seed: &[u8; 32], version: Version, payload_len: u32) -> Vec<u8> {
+    let key = SigningKey::from_bytes(seed);
+    let payload: Vec<u8> = (0..payload_len).map(|i| (i * 31 + 7) as u8).collect();
+    let payload_sha256: [u8; 32] = Sha256::digest(&payload).into();
+    let header = Header {
+        flags: 0,
+        hardware_id: HardwareId::new(DEMO_HARDWARE_ID).unwrap(),
+        version,
+        security_counter: 1,
+        payload_len,
+        key_id: TrustedKey::new(key.verifying_key().to_bytes()).id,
+        payload_sha256,
+    };
+    let message = image::signed_message(&header.encode(), &payload_sha256);
+    let signature = key.sign(&message).to_bytes();
+    let mut buf = vec![0u8; header.image_len().unwrap() as usize];
+    image::encode_image(&header, &payload, &signature, &mut buf).unwrap();
+    buf
+}
+
+/// What the firmware printed and its exit code.
+struct Run {
+    stdout: String,
+    status: Option<i32>,
+}
+
+/// Boots the firmware with these slot contents (erased flash after them) and an erased
+/// state partition. QEMU's RAM starts as zeros, so the erased bytes (0xff) are loaded too.
+fn boot(elf: &Path, slot_a: &[u8], slot_b: &[u8]) -> Run {
+    use flash_map::{NOR_BASE, NOR_LEN, SLOT_A, SLOT_B, SLOT_LEN, STATE, STATE_LEN};
+    let dir = tempfile::tempdir().unwrap();
+    let region = |name: &str, content: &[u8], offset: u32, len: u32| {
+        assert!(offset + len <= NOR_LEN && content.len() <= len as usize);
+        let mut bytes = content.to_vec();
+        bytes.resize(len as usize, 0xff);
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let addr = NOR_BASE + offset;
+        format!("loader,file={},addr={addr:#x},force-raw=on", path.display())
+    };
+    let loaders = [
+        region("slot_a.bin", slot_a, SLOT_A, SLOT_LEN),
+        region("slot_b.bin", slot_b, SLOT_B, SLOT_LEN),
+        region("state.bin", &[], STATE, STATE_LEN),
+    ];
+    let mut cmd = Command::new("qemu-system-arm");
+    cmd.args(["-M", "mps2-an386", "-nographic"])
+        .args(["-semihosting-config", "enable=on,target=native"])
+        .arg("-kernel")
+        .arg(elf);
+    for loader in &loaders {
+        cmd.args(["-device", loader]);
+    }
+    let started = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start qemu-system-arm");
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > QEMU_TIMEOUT {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "QEMU timed out after {QEMU_TIMEOUT:?}; output:\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let run = Run {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        status: out.status.code(),
+    };
+    report(&format!(
+        "qemu_boot: exit {:?} after {:.2?}: {}{}",
+        run.status,
+        started.elapsed(),
+        run.stdout.trim(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    ));
+    run
+}
+
+#[test]
+fn boots_a_valid_image_in_slot_a() {
+    let Some(elf) = firmware() else { return };
+    let a = signed_image(&DEMO_SEED, Version::new(1, 0, 0), 16 * 1024);
+    let run = boot(elf, &a, &[]);
+    assert!(
+        run.stdout
+            .contains("otter-boot: boot slot A version 1.0.0\n"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.status, Some(0));
+}
+
+#[test]
+fn falls_back_to_slot_b_when_slot_a_is_corrupted() {
+    let Some(elf) = firmware() else { return };
+    let mut a = signed_image(&DEMO_SEED, Version::new(1, 0, 0), 16 * 1024);
+    a[image::HEADER_LEN + 100] ^= 0x01;
+    let b = signed_image(&DEMO_SEED, Version::new(1, 1, 0), 12 * 1024);
+    let run = boot(elf, &a, &b);
+    assert!(
+        run.stdout
+            .contains("otter-boot: boot slot B version 1.1.0 (trial)\n"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.status, Some(0));
+}
+
+#[test]
+fn refuses_images_signed_by_an_untrusted_key() {
+    let Some(elf) = firmware() else { return };
+    let rogue = [0x42u8; 32];
+    let a = signed_image(&rogue, Version::new(1, 0, 0), 4 * 1024);
+    let b = signed_image(&rogue, Version::new(2, 0, 0), 4 * 1024);
+    let run = boot(elf, &a, &b);
+    assert!(
+        run.stdout.contains("no bootable image")
+            && run.stdout.matches("untrusted key").count() == 2,
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.status, Some(1));
+}
