@@ -180,6 +180,8 @@ pub(crate) fn block_on<T>(future: impl Future<Output = T>) -> T {
     }
 }
 
+impl core::error::Error for FlashError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

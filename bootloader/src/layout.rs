@@ -183,6 +183,8 @@ impl Layout {
     }
 }
 
+impl core::error::Error for LayoutError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

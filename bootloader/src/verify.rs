@@ -332,3 +332,5 @@ impl Sink {
         }
     }
 }
+
+impl core::error::Error for VerifyError {}

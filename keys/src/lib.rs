@@ -1,6 +1,17 @@
 //! `otter-keys`: all trust code of Otter — key files, the TUF root, image signing, the
 //! device trust bundle, and the signed wire messages exchanged by server and agent.
 //!
-//! Not built yet: a placeholder so the workspace has the layout of `DESIGN.md`.
+//! In data-flow order: [`signer`] (keys behind one trait), [`keyset`] (the key directory a
+//! vendor creates once), [`tuf`] (the signed TUF root and its rotation), [`image`] (signing
+//! and inspecting firmware images with otter-boot's format), [`trust_bundle`] (what a device
+//! is provisioned with), [`wire`] (check-in, report and assignment messages).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod image;
+pub mod keyset;
+pub mod signer;
+pub mod signing_log;
+pub mod trust_bundle;
+pub mod tuf;
+pub mod wire;

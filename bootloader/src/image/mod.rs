@@ -162,3 +162,5 @@ pub fn encode_image(
     sig.copy_from_slice(signature);
     Ok(total)
 }
+
+impl core::error::Error for ImageError {}

@@ -96,6 +96,8 @@ impl fmt::Display for Version {
     }
 }
 
+impl core::error::Error for VersionError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -242,3 +242,5 @@ impl<'k, A: NorFlash, B: NorFlash, S: NorFlash> BootControl<'k, A, B, S> {
         store::save(&mut self.state, range, state)
     }
 }
+
+impl core::error::Error for BootError {}

@@ -94,3 +94,5 @@ pub(crate) fn save<S: NorFlash>(
     let mut buf = ItemBuffer([0; 96]);
     Ok(block_on(map.store_item(&mut buf.0, &STATE_KEY, state))?)
 }
+
+impl core::error::Error for StateError {}

@@ -1,0 +1,416 @@
+//! The key directory a vendor creates once with `otter-keys init` and keeps offline.
+//!
+//! ```text
+//! KEYDIR/                      mode 0700
+//!   keyset.json                which key file plays which role, root threshold
+//!   keys/<name>.key            ed25519 private keys, PKCS#8 DER, mode 0600
+//!   root.json, <N>.root.json   the signed TUF root, every version kept (see `tuf`)
+//! ```
+//!
+//! Roles: TUF root (N keys, threshold K), targets, snapshot, timestamp (online on the
+//! server), the director (signs per-device assignments) and one or more firmware keys
+//! (sign images; several during a rotation).
+
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::signer::{FileKey, KeyError};
+
+/// Why a key directory could not be created, opened or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeySetError {
+    /// A key file problem.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Reading or writing the directory failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// `init` into a directory that already has content.
+    #[error("{0}: exists and is not empty; refusing to overwrite a key directory")]
+    Exists(PathBuf),
+    /// `keyset.json` is missing or unreadable.
+    #[error("{path}: not an otter key directory ({why})")]
+    NotAKeySet {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// Threshold outside 1..=number of keys.
+    #[error("root threshold {threshold} must be between 1 and the number of root keys ({keys})")]
+    BadThreshold {
+        /// Requested threshold.
+        threshold: usize,
+        /// Number of root keys.
+        keys: usize,
+    },
+    /// A key name that is not in the key set.
+    #[error("no key named {0:?} in this key directory")]
+    UnknownKey(String),
+}
+
+/// An online or single-key role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// TUF targets.
+    Targets,
+    /// TUF snapshot.
+    Snapshot,
+    /// TUF timestamp.
+    Timestamp,
+    /// The director, which signs per-device assignments.
+    Director,
+}
+
+/// The root keys and how many must sign.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootKeys {
+    /// Signatures needed.
+    pub threshold: usize,
+    /// Names of the current root keys.
+    pub keys: Vec<String>,
+}
+
+/// Contents of `keyset.json`: names of key files per role.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Layout version of this file.
+    pub format: u32,
+    /// TUF root keys.
+    pub root: RootKeys,
+    /// TUF targets key.
+    pub targets: String,
+    /// TUF snapshot key.
+    pub snapshot: String,
+    /// TUF timestamp key.
+    pub timestamp: String,
+    /// Director key.
+    pub director: String,
+    /// Firmware signing keys, oldest first; the last one signs new images.
+    pub firmware: Vec<String>,
+}
+
+/// An opened key directory.
+#[derive(Debug)]
+pub struct KeySet {
+    dir: PathBuf,
+    manifest: Manifest,
+}
+
+const MANIFEST: &str = "keyset.json";
+
+impl KeySet {
+    /// Creates a key directory with fresh keys for every role: `root_keys` root keys of
+    /// which `threshold` must sign. Refuses a directory that exists with content.
+    pub fn create(dir: &Path, root_keys: usize, threshold: usize) -> Result<Self, KeySetError> {
+        if threshold == 0 || threshold > root_keys {
+            return Err(KeySetError::BadThreshold {
+                threshold,
+                keys: root_keys,
+            });
+        }
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| KeySetError::Io { path, source }
+        };
+        if dir.exists() {
+            let mut entries = fs::read_dir(dir).map_err(io(dir))?;
+            if entries.next().is_some() {
+                return Err(KeySetError::Exists(dir.to_owned()));
+            }
+        }
+        let keys = dir.join("keys");
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&keys)
+            .map_err(io(&keys))?;
+        let manifest = Manifest {
+            format: 1,
+            root: RootKeys {
+                threshold,
+                keys: (1..=root_keys).map(|i| format!("root-{i}")).collect(),
+            },
+            targets: "targets".into(),
+            snapshot: "snapshot".into(),
+            timestamp: "timestamp".into(),
+            director: "director".into(),
+            firmware: vec!["firmware-1".into()],
+        };
+        let set = Self {
+            dir: dir.to_owned(),
+            manifest,
+        };
+        for name in set.all_key_names() {
+            FileKey::generate_at(&set.key_path(&name))?;
+        }
+        set.save()?;
+        Ok(set)
+    }
+
+    /// Opens an existing key directory.
+    pub fn open(dir: &Path) -> Result<Self, KeySetError> {
+        let path = dir.join(MANIFEST);
+        let not = |why: String| KeySetError::NotAKeySet {
+            path: dir.to_owned(),
+            why,
+        };
+        let text = fs::read_to_string(&path).map_err(|e| not(format!("{MANIFEST}: {e}")))?;
+        let manifest: Manifest =
+            serde_json::from_str(&text).map_err(|e| not(format!("{MANIFEST}: {e}")))?;
+        if manifest.format != 1 {
+            return Err(not(format!("unknown format {}", manifest.format)));
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            manifest,
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The role assignments.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The file of key `name`.
+    pub fn key_path(&self, name: &str) -> PathBuf {
+        self.dir.join("keys").join(format!("{name}.key"))
+    }
+
+    /// Loads key `name`.
+    pub fn load(&self, name: &str) -> Result<FileKey, KeySetError> {
+        if !self.all_key_names().iter().any(|n| n == name) && !self.key_path(name).exists() {
+            return Err(KeySetError::UnknownKey(name.to_owned()));
+        }
+        Ok(FileKey::load(&self.key_path(name))?)
+    }
+
+    /// Loads the key of a single-key role.
+    pub fn role_key(&self, role: Role) -> Result<FileKey, KeySetError> {
+        let m = &self.manifest;
+        let name = match role {
+            Role::Targets => &m.targets,
+            Role::Snapshot => &m.snapshot,
+            Role::Timestamp => &m.timestamp,
+            Role::Director => &m.director,
+        };
+        self.load(name)
+    }
+
+    /// Loads the current root keys.
+    pub fn root_keys(&self) -> Result<Vec<FileKey>, KeySetError> {
+        self.manifest
+            .root
+            .keys
+            .iter()
+            .map(|n| self.load(n))
+            .collect()
+    }
+
+    /// Loads the firmware keys, oldest first.
+    pub fn firmware_keys(&self) -> Result<Vec<FileKey>, KeySetError> {
+        self.manifest
+            .firmware
+            .iter()
+            .map(|n| self.load(n))
+            .collect()
+    }
+
+    /// The firmware key that signs new images (the newest).
+    pub fn signing_firmware_key(&self) -> Result<FileKey, KeySetError> {
+        let name = self
+            .manifest
+            .firmware
+            .last()
+            .ok_or_else(|| KeySetError::UnknownKey("firmware".into()))?;
+        self.load(name)
+    }
+
+    /// Adds a firmware key (rotation): images signed by old and new keys both verify on
+    /// devices provisioned with a trust bundle made after this.
+    pub fn add_firmware_key(&mut self) -> Result<FileKey, KeySetError> {
+        let name = self.fresh_name("firmware");
+        let key = FileKey::generate_at(&self.key_path(&name))?;
+        self.manifest.firmware.push(name);
+        self.save()?;
+        Ok(key)
+    }
+
+    /// Replaces the current root keys and threshold (used by root rotation once the new
+    /// root is signed). Creates `new_keys` fresh root keys; returns their names.
+    pub fn set_root_keys(
+        &mut self,
+        keep: &[String],
+        new_keys: usize,
+        threshold: usize,
+    ) -> Result<Vec<String>, KeySetError> {
+        for k in keep {
+            if !self.manifest.root.keys.contains(k) {
+                return Err(KeySetError::UnknownKey(k.clone()));
+            }
+        }
+        let total = keep.len() + new_keys;
+        if threshold == 0 || threshold > total {
+            return Err(KeySetError::BadThreshold {
+                threshold,
+                keys: total,
+            });
+        }
+        let mut names = Vec::new();
+        for _ in 0..new_keys {
+            let name = self.fresh_name("root");
+            FileKey::generate_at(&self.key_path(&name))?;
+            names.push(name.clone());
+            // Reserve the name before generating the next one.
+            self.manifest.root.keys.push(name);
+        }
+        let mut keys = keep.to_vec();
+        keys.extend(names.iter().cloned());
+        self.manifest.root = RootKeys { threshold, keys };
+        self.save()?;
+        Ok(names)
+    }
+
+    /// Writes `keyset.json` (via a temporary file, so a crash leaves the old one).
+    pub fn save(&self) -> Result<(), KeySetError> {
+        let path = self.dir.join(MANIFEST);
+        let tmp = self.dir.join(format!("{MANIFEST}.tmp"));
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| KeySetError::Io { path, source }
+        };
+        let mut text =
+            serde_json::to_string_pretty(&self.manifest).map_err(|e| KeySetError::NotAKeySet {
+                path: self.dir.clone(),
+                why: e.to_string(),
+            })?;
+        text.push('\n');
+        fs::write(&tmp, text).map_err(io(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io(&path))
+    }
+
+    fn all_key_names(&self) -> Vec<String> {
+        let m = &self.manifest;
+        let mut names = m.root.keys.clone();
+        names.extend([&m.targets, &m.snapshot, &m.timestamp, &m.director].map(String::clone));
+        names.extend(m.firmware.iter().cloned());
+        names
+    }
+
+    /// `prefix-N` for the smallest N with no key file yet (retired keys keep their names).
+    fn fresh_name(&self, prefix: &str) -> String {
+        (1..)
+            .map(|i| format!("{prefix}-{i}"))
+            .find(|n| !self.key_path(n).exists())
+            .unwrap_or_else(|| prefix.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signer::Signer;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn creates_every_role_key_with_0600_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let kd = dir.path().join("k");
+        let set = KeySet::create(&kd, 3, 2).unwrap();
+        assert_eq!(set.manifest().root.keys, ["root-1", "root-2", "root-3"]);
+        assert_eq!(
+            fs::metadata(&kd).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        for entry in fs::read_dir(kd.join("keys")).unwrap() {
+            let mode = entry.unwrap().metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let reopened = KeySet::open(&kd).unwrap();
+        assert_eq!(reopened.manifest(), set.manifest());
+        assert_eq!(reopened.root_keys().unwrap().len(), 3);
+        let t1 = set.role_key(Role::Targets).unwrap().public_key();
+        assert_eq!(reopened.role_key(Role::Targets).unwrap().public_key(), t1);
+        assert_ne!(reopened.role_key(Role::Director).unwrap().public_key(), t1);
+    }
+
+    #[test]
+    fn refuses_a_non_empty_directory_and_bad_thresholds() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("x"), b"").unwrap();
+        assert!(matches!(
+            KeySet::create(dir.path(), 1, 1),
+            Err(KeySetError::Exists(_))
+        ));
+        let kd = dir.path().join("k");
+        for (n, k) in [(1, 0), (1, 2), (3, 4)] {
+            assert!(matches!(
+                KeySet::create(&kd, n, k),
+                Err(KeySetError::BadThreshold { .. })
+            ));
+        }
+        assert!(!kd.exists(), "nothing written on refusal");
+    }
+
+    #[test]
+    fn adding_a_firmware_key_keeps_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut set = KeySet::create(&dir.path().join("k"), 1, 1).unwrap();
+        let old = set.signing_firmware_key().unwrap().key_id();
+        let new = set.add_firmware_key().unwrap().key_id();
+        assert_ne!(old, new);
+        let reopened = KeySet::open(set.dir()).unwrap();
+        let ids: Vec<_> = reopened
+            .firmware_keys()
+            .unwrap()
+            .iter()
+            .map(Signer::key_id)
+            .collect();
+        assert_eq!(ids, [old, new]);
+        assert_eq!(reopened.signing_firmware_key().unwrap().key_id(), new);
+    }
+
+    #[test]
+    fn replacing_root_keys_keeps_retired_files_and_fresh_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut set = KeySet::create(&dir.path().join("k"), 2, 1).unwrap();
+        let new = set.set_root_keys(&["root-2".into()], 1, 2).unwrap();
+        assert_eq!(new, ["root-3"]);
+        assert_eq!(set.manifest().root.keys, ["root-2", "root-3"]);
+        assert!(set.key_path("root-1").exists(), "retired key kept");
+        assert!(set.load("root-1").is_ok(), "retired key still loadable");
+        assert!(matches!(
+            set.set_root_keys(&["root-9".into()], 0, 1),
+            Err(KeySetError::UnknownKey(_))
+        ));
+    }
+
+    #[test]
+    fn opening_something_else_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            KeySet::open(dir.path()),
+            Err(KeySetError::NotAKeySet { .. })
+        ));
+        fs::write(dir.path().join(MANIFEST), b"{").unwrap();
+        assert!(matches!(
+            KeySet::open(dir.path()),
+            Err(KeySetError::NotAKeySet { .. })
+        ));
+    }
+}

@@ -1,0 +1,302 @@
+//! `otter-keys`: the vendor's key ceremony and image signing tool.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use otter_boot::image::{HardwareId, Version};
+use otter_keys::image::{ImageSpec, inspect, sign_image};
+use otter_keys::keyset::KeySet;
+use otter_keys::signer::{FileKey, Signer};
+use otter_keys::signing_log::SigningLog;
+use otter_keys::trust_bundle::TrustBundle;
+use otter_keys::tuf;
+
+/// Keys, TUF root, image signing and device trust bundles for Otter.
+///
+/// Start with `init` once, keep the key directory offline, and come back for every
+/// release with `sign-image`.
+#[derive(Parser)]
+#[command(name = "otter-keys", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a key directory: keys for every role and the signed TUF root.json (version 1).
+    Init {
+        /// The new key directory (must not exist, or be empty).
+        dir: PathBuf,
+        /// Number of TUF root keys.
+        #[arg(long, default_value_t = 1)]
+        root_keys: usize,
+        /// Root signatures required (at most --root-keys).
+        #[arg(long, default_value_t = 1)]
+        root_threshold: usize,
+        /// How long root.json is valid, e.g. 365d or 48h.
+        #[arg(long, default_value = "365d", value_parser = parse_duration)]
+        expires: jiff::SignedDuration,
+    },
+    /// Wrap a raw firmware binary into a signed Otter image.
+    SignImage {
+        /// The firmware signing key (KEYDIR/keys/firmware-N.key).
+        #[arg(long)]
+        key: PathBuf,
+        /// Board the image is for (1-32 characters of A-Z a-z 0-9 . _ -).
+        #[arg(long)]
+        hardware_id: String,
+        /// Release version, major.minor.patch.
+        #[arg(long, value_parser = parse_version)]
+        version: Version,
+        /// Anti-rollback counter [default: the previous image's for this board, else 0].
+        #[arg(long)]
+        security_counter: Option<u32>,
+        /// The raw firmware binary.
+        input: PathBuf,
+        /// Where to write the signed image.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Show an image's header; with --trust, verify its hash and signature.
+    Inspect {
+        /// The signed image.
+        image: PathBuf,
+        /// A trust bundle directory (from `trust-bundle`) to verify against.
+        #[arg(long)]
+        trust: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write what a device is provisioned with: root.json, trust.json, anchors.rs.
+    TrustBundle {
+        /// The key directory.
+        keydir: PathBuf,
+        /// The board the bundle is for.
+        #[arg(long)]
+        hardware_id: String,
+        /// Output directory.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Write root version N+1, signed by the old and the new root keys.
+    RotateRoot {
+        /// The key directory.
+        keydir: PathBuf,
+        /// Root key names to replace with fresh keys (e.g. root-1); repeatable.
+        #[arg(long)]
+        replace: Vec<String>,
+        /// New root threshold [default: unchanged].
+        #[arg(long)]
+        root_threshold: Option<usize>,
+        /// How long the new root is valid, e.g. 365d.
+        #[arg(long, default_value = "365d", value_parser = parse_duration)]
+        expires: jiff::SignedDuration,
+    },
+    /// Add a firmware signing key; images signed by the old and new keys both verify
+    /// on devices provisioned with a trust bundle made afterwards.
+    RotateFirmwareKey {
+        /// The key directory.
+        keydir: PathBuf,
+    },
+}
+
+fn parse_version(s: &str) -> Result<Version, String> {
+    s.parse().map_err(|e| format!("{e}"))
+}
+
+/// `365d`, `48h`, `30m`.
+fn parse_duration(s: &str) -> Result<jiff::SignedDuration, String> {
+    let bad = || format!("expected a duration like 365d, 48h or 30m, found {s:?}");
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
+    let n: i64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        _ => return Err(bad()),
+    };
+    if n <= 0 {
+        return Err(bad());
+    }
+    n.checked_mul(secs)
+        .map(jiff::SignedDuration::from_secs)
+        .ok_or_else(bad)
+}
+
+fn expiry(d: jiff::SignedDuration) -> Result<jiff::Timestamp, String> {
+    jiff::Timestamp::now()
+        .checked_add(d)
+        .map_err(|e| format!("expiry out of range: {e}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Init {
+            dir,
+            root_keys,
+            root_threshold,
+            expires,
+        } => init(&dir, root_keys, root_threshold, expiry(expires)?),
+        Command::SignImage {
+            key,
+            hardware_id,
+            version,
+            security_counter,
+            input,
+            output,
+        } => sign(
+            &key,
+            &hardware_id,
+            version,
+            security_counter,
+            &input,
+            &output,
+        ),
+        Command::Inspect { image, trust, json } => show(&image, trust.as_deref(), json),
+        Command::TrustBundle {
+            keydir,
+            hardware_id,
+            output,
+        } => {
+            let set = KeySet::open(&keydir).map_err(|e| e.to_string())?;
+            let hw = HardwareId::new(&hardware_id).map_err(|e| e.to_string())?;
+            let b = TrustBundle::write(&set, hw, &output).map_err(|e| e.to_string())?;
+            println!("trust bundle for {hw} written to {}", output.display());
+            for k in &b.firmware_keys {
+                println!("  firmware key {}", k.id);
+            }
+            println!("  director key {}", hex::encode(b.director));
+            Ok(())
+        }
+        Command::RotateRoot {
+            keydir,
+            replace,
+            root_threshold,
+            expires,
+        } => {
+            let mut set = KeySet::open(&keydir).map_err(|e| e.to_string())?;
+            let info = tuf::rotate_root(&mut set, &replace, root_threshold, expiry(expires)?)
+                .map_err(|e| e.to_string())?;
+            println!(
+                "root version {} written to {}",
+                info.version,
+                info.path.display()
+            );
+            println!("root keys now: {}", set.manifest().root.keys.join(", "));
+            Ok(())
+        }
+        Command::RotateFirmwareKey { keydir } => {
+            let mut set = KeySet::open(&keydir).map_err(|e| e.to_string())?;
+            let key = set.add_firmware_key().map_err(|e| e.to_string())?;
+            println!(
+                "new firmware key {} at {}",
+                key.key_id(),
+                key.path().display()
+            );
+            println!("sign new images with it; regenerate and ship the trust bundle first");
+            Ok(())
+        }
+    }
+}
+
+fn init(
+    dir: &Path,
+    root_keys: usize,
+    threshold: usize,
+    expires: jiff::Timestamp,
+) -> Result<(), String> {
+    let set = KeySet::create(dir, root_keys, threshold).map_err(|e| e.to_string())?;
+    let info = tuf::write_initial_root(&set, expires).map_err(|e| e.to_string())?;
+    let m = set.manifest();
+    println!("key directory {} created", dir.display());
+    println!(
+        "  root keys: {} (threshold {})",
+        m.root.keys.join(", "),
+        m.root.threshold
+    );
+    println!(
+        "  online keys for the server: {}, {}, {}",
+        m.targets, m.snapshot, m.timestamp
+    );
+    println!("  director key: {}", m.director);
+    let fw = set.signing_firmware_key().map_err(|e| e.to_string())?;
+    println!(
+        "  firmware key: {} (key id {})",
+        fw.path().display(),
+        fw.key_id()
+    );
+    println!("  {} (version 1, expires {expires})", info.path.display());
+    println!("Keep the root keys offline. Private keys are mode 0600 and never printed.");
+    Ok(())
+}
+
+fn sign(
+    key: &Path,
+    hardware_id: &str,
+    version: Version,
+    counter: Option<u32>,
+    input: &Path,
+    output: &Path,
+) -> Result<(), String> {
+    let hw = HardwareId::new(hardware_id).map_err(|e| e.to_string())?;
+    let signer = FileKey::load(key).map_err(|e| e.to_string())?;
+    let mut log = SigningLog::for_key(key)?;
+    let last = log.last(hardware_id);
+    if let Some((v, _)) = last.filter(|(v, _)| *v >= version) {
+        eprintln!("warning: {hardware_id} was last signed at {v}; {version} is not newer");
+    }
+    let security_counter = counter.unwrap_or(last.map_or(0, |(_, c)| c));
+    let payload = fs::read(input).map_err(|e| format!("{}: {e}", input.display()))?;
+    let spec = ImageSpec {
+        hardware_id: hw,
+        version,
+        security_counter,
+    };
+    let image = sign_image(&payload, &spec, &signer).map_err(|e| e.to_string())?;
+    fs::write(output, &image).map_err(|e| format!("{}: {e}", output.display()))?;
+    log.record(hardware_id, version, security_counter)?;
+    println!(
+        "signed {} {version} (security counter {security_counter}, key {}): {} bytes -> {}",
+        hw,
+        signer.key_id(),
+        image.len(),
+        output.display()
+    );
+    Ok(())
+}
+
+fn show(image: &Path, trust: Option<&Path>, json: bool) -> Result<(), String> {
+    let bytes = fs::read(image).map_err(|e| format!("{}: {e}", image.display()))?;
+    let bundle = trust
+        .map(TrustBundle::load)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let report = inspect(&bytes, bundle.as_ref().map(TrustBundle::anchors).as_ref());
+    if json {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        println!("{text}");
+    } else {
+        print!("{}", report.table());
+    }
+    match report.verification {
+        Some(v) if !v.ok => Err("verification failed".into()),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,239 @@
+//! Pins the exact bytes that are signed, so an accidental change of the canonical encoding
+//! (field order, widths, tags) fails here instead of splitting server and agent in the
+//! field. A deliberate change is a new format version with a new tag.
+
+use ed25519_dalek::{Signer as _, SigningKey};
+use otter_boot::Slot;
+use otter_boot::image::Version;
+
+use super::*;
+use crate::signer::{KeyError, Signer};
+
+struct TestKey(SigningKey);
+
+impl Signer for TestKey {
+    fn public_key(&self) -> [u8; 32] {
+        self.0.verifying_key().to_bytes()
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<[u8; 64], KeyError> {
+        Ok(self.0.sign(message).to_bytes())
+    }
+}
+
+fn small_checkin() -> CheckIn {
+    CheckIn {
+        device_id: "d1".into(),
+        counter: 1,
+        timestamp: 2,
+        current_version: Version::new(1, 2, 3),
+        image_sha256: [0x11; 32],
+        slots: SlotReport {
+            running: Slot::A,
+            confirmed: Slot::B,
+            trial: Some(TrialReport {
+                slot: Slot::B,
+                version: Version::new(1, 3, 0),
+                attempts_left: 3,
+            }),
+        },
+        last_outcome: BootOutcome::FellBack { reason: "x".into() },
+    }
+}
+
+#[test]
+fn canonical_bytes_of_a_checkin_are_pinned() {
+    let message = small_checkin();
+    let expected = [
+        "6f747465722f636865636b696e2f763100", // "otter/checkin/v1\0"
+        "02000000",
+        "6431",                     // device_id "d1"
+        "0100000000000000",         // counter 1
+        "0200000000000000",         // timestamp 2
+        "010000000200000003000000", // version 1.2.3
+        &"11".repeat(32),           // image_sha256
+        "00",                       // running A
+        "01",                       // confirmed B
+        "01",                       // trial present
+        "01",                       // trial slot B
+        "010000000300000000000000", // trial version 1.3.0
+        "03",                       // attempts_left
+        "04",                       // FellBack
+        "01000000",
+        "78", // reason "x"
+    ]
+    .concat();
+    assert_eq!(hex::encode(message.canonical_bytes().unwrap()), expected);
+}
+
+fn small_report() -> Report {
+    Report {
+        device_id: "d1".into(),
+        counter: 3,
+        timestamp: 0x0102_0304_0506_0708,
+        event: Event::Failed {
+            stage: "s".into(),
+            reason: "é".into(),
+        },
+    }
+}
+
+#[test]
+fn canonical_bytes_of_a_report_are_pinned() {
+    let message = small_report();
+    let expected = [
+        "6f747465722f7265706f72742f763100", // "otter/report/v1\0"
+        "02000000",
+        "6431",             // device_id "d1"
+        "0300000000000000", // counter 3
+        "0807060504030201", // timestamp, little-endian
+        "04",               // Failed
+        "01000000",
+        "73", // stage "s"
+        "02000000",
+        "c3a9", // reason "é": length in bytes, UTF-8
+    ]
+    .concat();
+    assert_eq!(hex::encode(message.canonical_bytes().unwrap()), expected);
+
+    let downloading = Report {
+        event: Event::Downloading {
+            target: "t".into(),
+            bytes: 5,
+            total: 6,
+        },
+        ..message
+    };
+    let tail = "00010000007405000000000000000600000000000000"; // tag 0, "t", 5, 6
+    assert!(
+        hex::encode(downloading.canonical_bytes().unwrap()).ends_with(tail),
+        "{}",
+        hex::encode(downloading.canonical_bytes().unwrap())
+    );
+}
+
+fn small_assignment() -> Assignment {
+    Assignment {
+        device_id: "d1".into(),
+        counter: 1,
+        expires: 9,
+        target: Some(AssignedTarget {
+            name: "fw".into(),
+            version: Version::new(1, 3, 0),
+            sha256: [0x22; 32],
+            length: 7,
+        }),
+    }
+}
+
+#[test]
+fn canonical_bytes_of_an_assignment_are_pinned() {
+    let message = small_assignment();
+    let expected = [
+        "6f747465722f61737369676e6d656e742f763100", // "otter/assignment/v1\0"
+        "02000000",
+        "6431",             // device_id "d1"
+        "0100000000000000", // counter 1
+        "0900000000000000", // expires 9
+        "01",               // target present
+        "02000000",
+        "6677",                     // name "fw"
+        "010000000300000000000000", // version 1.3.0
+        &"22".repeat(32),           // sha256
+        "0700000000000000",         // length 7
+    ]
+    .concat();
+    assert_eq!(hex::encode(message.canonical_bytes().unwrap()), expected);
+
+    let none = Assignment {
+        target: None,
+        ..message
+    };
+    assert!(hex::encode(none.canonical_bytes().unwrap()).ends_with("090000000000000000"));
+}
+
+#[test]
+fn each_message_type_has_its_own_domain_tag() {
+    let tags = [CheckIn::TAG, Report::TAG, Assignment::TAG];
+    assert_eq!(tags[0], b"otter/checkin/v1\0");
+    assert_eq!(tags[1], b"otter/report/v1\0");
+    assert_eq!(tags[2], b"otter/assignment/v1\0");
+    for (i, a) in tags.iter().enumerate() {
+        for (j, b) in tags.iter().enumerate() {
+            if i != j {
+                assert!(!a.starts_with(b), "tag {i} starts with tag {j}");
+            }
+        }
+    }
+    assert!(
+        small_checkin()
+            .canonical_bytes()
+            .unwrap()
+            .starts_with(CheckIn::TAG)
+    );
+    assert!(
+        small_report()
+            .canonical_bytes()
+            .unwrap()
+            .starts_with(Report::TAG)
+    );
+    assert!(
+        small_assignment()
+            .canonical_bytes()
+            .unwrap()
+            .starts_with(Assignment::TAG)
+    );
+}
+
+/// A report built so that its fields encode to exactly the bytes of a check-in's fields:
+/// only the domain tag tells them apart, and it is enough.
+#[test]
+fn a_checkin_signature_does_not_verify_as_a_report_with_the_same_field_bytes() {
+    // After device id, counter and timestamp (shared), the check-in continues with
+    // version major (4 = the report's `Failed` tag, then three zero bytes), minor (its low
+    // byte ends the stage length: 0, so stage = ""; its upper three bytes and patch's low
+    // byte form the reason length 39), patch, digest, slots and outcome (the reason).
+    let sneaky = CheckIn {
+        current_version: Version::new(4, 39 << 8, 0),
+        image_sha256: [b'a'; 32],
+        slots: SlotReport {
+            running: Slot::A,
+            confirmed: Slot::A,
+            trial: None,
+        },
+        last_outcome: BootOutcome::None,
+        ..small_checkin()
+    };
+    let reason = format!("\0\0\0{}\0\0\0\0", "a".repeat(32));
+    assert_eq!(reason.len(), 39);
+    let forged = Report {
+        device_id: sneaky.device_id.clone(),
+        counter: sneaky.counter,
+        timestamp: sneaky.timestamp,
+        event: Event::Failed {
+            stage: String::new(),
+            reason,
+        },
+    };
+    let checkin_bytes = sneaky.canonical_bytes().unwrap();
+    let report_bytes = forged.canonical_bytes().unwrap();
+    assert_eq!(
+        checkin_bytes[CheckIn::TAG.len()..],
+        report_bytes[Report::TAG.len()..],
+        "the construction must make the field bytes equal"
+    );
+
+    let key = TestKey(SigningKey::from_bytes(&[1; 32]));
+    let signed_checkin = Signed::sign(sneaky, &key).unwrap();
+    let replayed_as_report = Signed {
+        message: forged,
+        signature: signed_checkin.signature.clone(),
+    };
+    signed_checkin
+        .verify(&key.public_key(), "d1", None, 2, 0)
+        .unwrap();
+    assert!(matches!(
+        replayed_as_report.verify(&key.public_key(), "d1", None, 2, 0),
+        Err(WireError::BadSignature)
+    ));
+}

@@ -1,0 +1,140 @@
+//! The device's progress reports during an update, signed with the device key.
+
+use otter_boot::image::Version;
+use serde::{Deserialize, Serialize};
+
+use super::canonical::{Encoder, MAX_DEVICE_ID_LEN, MAX_NAME_LEN, MAX_REASON_LEN, MAX_STAGE_LEN};
+use super::signed::{check_clock, check_counter, check_device};
+use super::{Signed, WireError, WireMessage, serde_helpers};
+
+/// One step of an update, as the device reports it. Signed over its
+/// [`canonical`](super::canonical) bytes, tag `otter/report/v1\0`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    /// The device's id, as provisioned.
+    pub device_id: String,
+    /// Monotonic per device, like the check-in's.
+    pub counter: u64,
+    /// When it was sent (unix seconds, device clock).
+    pub timestamp: u64,
+    /// What happened.
+    pub event: Event,
+}
+
+/// What a report says happened.
+///
+/// JSON: `{"kind": "installed", "version": "1.4.0"}` and so on; the canonical variant tags
+/// are in [`canonical`](super::canonical).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Event {
+    /// Download progress of a target (full image or delta).
+    Downloading {
+        /// The target's name.
+        target: String,
+        /// Bytes received so far.
+        bytes: u64,
+        /// The target's length.
+        total: u64,
+    },
+    /// The image is written and verified in the inactive slot, marked for trial.
+    Installed {
+        /// The installed version.
+        #[serde(with = "serde_helpers::version")]
+        version: Version,
+    },
+    /// The device booted the trial image.
+    Booted {
+        /// The booted version.
+        #[serde(with = "serde_helpers::version")]
+        version: Version,
+    },
+    /// The health check passed and the image is confirmed.
+    Healthy {
+        /// The confirmed version.
+        #[serde(with = "serde_helpers::version")]
+        version: Version,
+    },
+    /// A step of the update failed.
+    Failed {
+        /// The step (`download`, `apply`, `verify`, `install`, …).
+        stage: String,
+        /// Why.
+        reason: String,
+    },
+    /// The device returned to its confirmed image.
+    RolledBack {
+        /// The abandoned version.
+        #[serde(with = "serde_helpers::version")]
+        from: Version,
+    },
+}
+
+impl Event {
+    fn encode(&self, enc: &mut Encoder) -> Result<(), WireError> {
+        match self {
+            Self::Downloading {
+                target,
+                bytes,
+                total,
+            } => {
+                enc.u8(0)
+                    .str("event.target", target, MAX_NAME_LEN)?
+                    .u64(*bytes)
+                    .u64(*total);
+            }
+            Self::Installed { version } => {
+                enc.u8(1).version(*version);
+            }
+            Self::Booted { version } => {
+                enc.u8(2).version(*version);
+            }
+            Self::Healthy { version } => {
+                enc.u8(3).version(*version);
+            }
+            Self::Failed { stage, reason } => {
+                enc.u8(4).str("event.stage", stage, MAX_STAGE_LEN)?;
+                enc.str("event.reason", reason, MAX_REASON_LEN)?;
+            }
+            Self::RolledBack { from } => {
+                enc.u8(5).version(*from);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl WireMessage for Report {
+    const TAG: &'static [u8] = b"otter/report/v1\0";
+
+    fn canonical_bytes(&self) -> Result<Vec<u8>, WireError> {
+        let mut enc = Encoder::new(Self::TAG);
+        enc.str("device_id", &self.device_id, MAX_DEVICE_ID_LEN)?
+            .u64(self.counter)
+            .u64(self.timestamp);
+        self.event.encode(&mut enc)?;
+        Ok(enc.finish())
+    }
+}
+
+impl Signed<Report> {
+    /// Verifies a report received by the server and returns it, by the same rules as
+    /// [`Signed<CheckIn>::verify`](super::Signed#method.verify): signature by `device_key`,
+    /// device id, counter above `last_counter`, timestamp within `max_skew` of `now`.
+    pub fn verify(
+        &self,
+        device_key: &[u8; 32],
+        expected_device: &str,
+        last_counter: Option<u64>,
+        now: u64,
+        max_skew: u64,
+    ) -> Result<&Report, WireError> {
+        self.verify_signature(device_key)?;
+        let message = &self.message;
+        check_device(expected_device, &message.device_id)?;
+        check_counter(last_counter, message.counter)?;
+        check_clock(message.timestamp, now, max_skew)?;
+        Ok(message)
+    }
+}
