@@ -98,6 +98,9 @@ pub struct Manifest {
     pub director: String,
     /// Firmware signing keys, oldest first; the last one signs new images.
     pub firmware: Vec<String>,
+    /// Root keys no longer in use; their names are never given to a new key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<String>,
 }
 
 /// An opened key directory.
@@ -146,6 +149,7 @@ impl KeySet {
             timestamp: "timestamp".into(),
             director: "director".into(),
             firmware: vec!["firmware-1".into()],
+            retired: Vec::new(),
         };
         let set = Self {
             dir: dir.to_owned(),
@@ -281,6 +285,11 @@ impl KeySet {
         }
         let mut keys = keep.to_vec();
         keys.extend(names.iter().cloned());
+        let dropped: Vec<String> = (self.manifest.root.keys.iter())
+            .filter(|k| !keys.contains(k))
+            .cloned()
+            .collect();
+        self.manifest.retired.extend(dropped);
         self.manifest.root = RootKeys { threshold, keys };
         self.save()?;
         Ok(names)
@@ -312,12 +321,27 @@ impl KeySet {
         names
     }
 
-    /// `prefix-N` for the smallest N with no key file yet (retired keys keep their names).
+    /// `prefix-N`, N one past every number ever used (in the manifest, among retired names
+    /// and key files), so a name never comes to mean a different key.
     fn fresh_name(&self, prefix: &str) -> String {
-        (1..)
-            .map(|i| format!("{prefix}-{i}"))
-            .find(|n| !self.key_path(n).exists())
-            .unwrap_or_else(|| prefix.to_owned())
+        let number = |name: &str| {
+            name.strip_prefix(prefix)?
+                .strip_prefix('-')?
+                .parse::<u64>()
+                .ok()
+        };
+        let mut used: Vec<String> = self.all_key_names();
+        used.extend(self.manifest.retired.iter().cloned());
+        if let Ok(entries) = fs::read_dir(self.dir.join("keys")) {
+            used.extend(entries.flatten().filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_suffix(".key")
+                    .map(str::to_owned)
+            }));
+        }
+        let next = used.iter().filter_map(|n| number(n)).max().unwrap_or(0) + 1;
+        format!("{prefix}-{next}")
     }
 }
 
@@ -398,6 +422,19 @@ mod tests {
             set.set_root_keys(&["root-9".into()], 0, 1),
             Err(KeySetError::UnknownKey(_))
         ));
+        assert_eq!(set.manifest().retired, ["root-1"]);
+    }
+
+    #[test]
+    fn a_lost_key_file_never_gives_its_name_to_a_new_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut set = KeySet::create(&dir.path().join("k"), 2, 1).unwrap();
+        fs::remove_file(set.key_path("root-1")).unwrap();
+        let new = set.set_root_keys(&["root-2".into()], 1, 1).unwrap();
+        assert_eq!(new, ["root-3"], "not root-1 again");
+        fs::remove_file(set.key_path("root-3")).unwrap();
+        let new = set.set_root_keys(&["root-2".into()], 1, 1).unwrap();
+        assert_eq!(new, ["root-4"]);
     }
 
     #[test]
