@@ -40,10 +40,15 @@ enum Setup {
     Missing(String),
 }
 
-/// Builds the firmware once for all tests in this file.
+/// Builds the firmware (with the DEMO ONLY anchors) once for all tests in this file.
 fn firmware() -> Option<&'static Path> {
     static SETUP: OnceLock<Setup> = OnceLock::new();
-    match SETUP.get_or_init(setup) {
+    ready(SETUP.get_or_init(|| setup(None)))
+}
+
+/// Passes a built firmware on, or reports why the tools are missing.
+fn ready(setup: &Setup) -> Option<&Path> {
+    match setup {
         Setup::Ready(elf) => Some(elf),
         Setup::Missing(reason) => {
             assert!(
@@ -56,8 +61,10 @@ fn firmware() -> Option<&'static Path> {
     }
 }
 
-/// Checks for the tools, then builds the firmware (a failed build fails the test).
-fn setup() -> Setup {
+/// Checks for the tools, then builds the firmware (a failed build fails the test). With
+/// `anchors`, the build trusts that file (`OTTER_TRUST_ANCHORS`) and goes to its own target
+/// directory, so it never replaces the demo build other tests boot.
+fn setup(anchors: Option<&Path>) -> Setup {
     if !Command::new("qemu-system-arm")
         .arg("--version")
         .output()
@@ -91,16 +98,24 @@ fn setup() -> Setup {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bootloader/firmware");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let started = Instant::now();
-    let out = Command::new(cargo)
+    let target = match anchors {
+        Some(_) => dir.join("target/trust-bundle"),
+        None => dir.join("target"),
+    };
+    let mut build = Command::new(cargo);
+    build
         .current_dir(&dir)
-        .args(["build", "--release"])
-        .env_remove("OTTER_TRUST_ANCHORS")
+        .args(["build", "--release", "--target-dir"])
+        .arg(&target);
+    match anchors {
+        Some(path) => build.env("OTTER_TRUST_ANCHORS", path),
+        None => build.env_remove("OTTER_TRUST_ANCHORS"),
+    };
+    let out = build
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET_DIR")
         .output()
         .expect("run cargo");
     assert!(
@@ -112,7 +127,7 @@ fn setup() -> Setup {
         "qemu_boot: firmware built in {:.1?}",
         started.elapsed()
     ));
-    Setup::Ready(dir.join("target/thumbv7em-none-eabihf/release/otter-boot-firmware"))
+    Setup::Ready(target.join("thumbv7em-none-eabihf/release/otter-boot-firmware"))
 }
 
 /// A signed image: `payload_len` bytes of pseudo-firmware at `version`, signed by `seed`.
@@ -245,5 +260,46 @@ fn refuses_images_signed_by_an_untrusted_key() {
         "{}",
         run.stdout
     );
+    assert_eq!(run.status, Some(1));
+}
+
+#[test]
+fn boots_an_image_signed_with_keys_from_otter_keys_init() {
+    use otter_keys::image::{ImageSpec, sign_image};
+    use otter_keys::keyset::KeySet;
+    use otter_keys::trust_bundle::TrustBundle;
+    // A vendor key directory and the trust bundle for this board, as the CLI makes them.
+    let tmp = tempfile::tempdir().unwrap();
+    let set = KeySet::create(&tmp.path().join("keys"), 1, 1).unwrap();
+    let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
+    otter_keys::tuf::write_initial_root(&set, expires).unwrap();
+    let hw = HardwareId::new(DEMO_HARDWARE_ID).unwrap();
+    let bundle = tmp.path().join("bundle");
+    TrustBundle::write(&set, hw, &bundle).unwrap();
+
+    // The bootloader built with the generated anchors.rs.
+    let setup = setup(Some(&bundle.join("anchors.rs")));
+    let Some(elf) = ready(&setup) else { return };
+
+    let spec = ImageSpec {
+        hardware_id: hw,
+        version: Version::new(3, 0, 0),
+        security_counter: 1,
+    };
+    let key = set.signing_firmware_key().unwrap();
+    let vendor_image = sign_image(&[0x5a; 8 * 1024], &spec, &key).unwrap();
+    let run = boot(elf, &vendor_image, &[]);
+    assert!(
+        run.stdout
+            .contains("otter-boot: boot slot A version 3.0.0\n"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.status, Some(0));
+
+    // The demo key is no longer trusted by this build.
+    let demo_image = signed_image(&DEMO_SEED, Version::new(1, 0, 0), 4 * 1024);
+    let run = boot(elf, &demo_image, &[]);
+    assert!(run.stdout.contains("untrusted key"), "{}", run.stdout);
     assert_eq!(run.status, Some(1));
 }
