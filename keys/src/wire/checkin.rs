@@ -8,8 +8,8 @@ use otter_boot::{Outcome, Slot};
 use serde::{Deserialize, Serialize};
 
 use super::canonical::{Encoder, MAX_DEVICE_ID_LEN, MAX_REASON_LEN};
-use super::signed::{check_clock, check_counter, check_device};
-use super::{Signed, WireError, WireMessage, serde_helpers};
+use super::signed::DeviceMessage;
+use super::{WireError, WireMessage, serde_helpers};
 
 /// A device's periodic check-in. Signed over its [`canonical`](super::canonical) bytes,
 /// tag `otter/checkin/v1\0`.
@@ -191,30 +191,17 @@ impl WireMessage for CheckIn {
     }
 }
 
-impl Signed<CheckIn> {
-    /// Verifies a check-in received by the server and returns it.
-    ///
-    /// In order: the signature by `device_key` over the canonical bytes
-    /// ([`WireError::BadKey`], [`WireError::MalformedSignature`], [`WireError::TooLong`],
-    /// [`WireError::BadSignature`]); the device id equals `expected_device`
-    /// ([`WireError::WrongDevice`]); the counter is above `last_counter`, the highest accepted
-    /// from this device so far, if any ([`WireError::StaleCounter`]); the timestamp is within
-    /// `max_skew` seconds of `now` ([`WireError::ClockSkew`]). The caller stores the counter
-    /// as the new last one once it accepts the message.
-    pub fn verify(
-        &self,
-        device_key: &[u8; 32],
-        expected_device: &str,
-        last_counter: Option<u64>,
-        now: u64,
-        max_skew: u64,
-    ) -> Result<&CheckIn, WireError> {
-        self.verify_signature(device_key)?;
-        let message = &self.message;
-        check_device(expected_device, &message.device_id)?;
-        check_counter(last_counter, message.counter)?;
-        check_clock(message.timestamp, now, max_skew)?;
-        Ok(message)
+impl DeviceMessage for CheckIn {
+    fn device_id(&self) -> &str {
+        &self.device_id
+    }
+
+    fn counter(&self) -> u64 {
+        self.counter
+    }
+
+    fn timestamp(&self) -> u64 {
+        self.timestamp
     }
 }
 

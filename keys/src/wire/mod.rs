@@ -40,4 +40,5 @@ pub use canonical::{MAX_DEVICE_ID_LEN, MAX_NAME_LEN, MAX_REASON_LEN, MAX_STAGE_L
 pub use checkin::{BootOutcome, CheckIn, SlotReport, TrialReport, failure_reason};
 pub use error::WireError;
 pub use report::{Event, Report};
+pub use signed::DeviceMessage;
 pub use signed::Signed;

@@ -4,8 +4,8 @@ use otter_boot::image::Version;
 use serde::{Deserialize, Serialize};
 
 use super::canonical::{Encoder, MAX_DEVICE_ID_LEN, MAX_NAME_LEN, MAX_REASON_LEN, MAX_STAGE_LEN};
-use super::signed::{check_clock, check_counter, check_device};
-use super::{Signed, WireError, WireMessage, serde_helpers};
+use super::signed::DeviceMessage;
+use super::{WireError, WireMessage, serde_helpers};
 
 /// One step of an update, as the device reports it. Signed over its
 /// [`canonical`](super::canonical) bytes, tag `otter/report/v1\0`.
@@ -118,23 +118,16 @@ impl WireMessage for Report {
     }
 }
 
-impl Signed<Report> {
-    /// Verifies a report received by the server and returns it, by the same rules as
-    /// [`Signed<CheckIn>::verify`](super::Signed#method.verify): signature by `device_key`,
-    /// device id, counter above `last_counter`, timestamp within `max_skew` of `now`.
-    pub fn verify(
-        &self,
-        device_key: &[u8; 32],
-        expected_device: &str,
-        last_counter: Option<u64>,
-        now: u64,
-        max_skew: u64,
-    ) -> Result<&Report, WireError> {
-        self.verify_signature(device_key)?;
-        let message = &self.message;
-        check_device(expected_device, &message.device_id)?;
-        check_counter(last_counter, message.counter)?;
-        check_clock(message.timestamp, now, max_skew)?;
-        Ok(message)
+impl DeviceMessage for Report {
+    fn device_id(&self) -> &str {
+        &self.device_id
+    }
+
+    fn counter(&self) -> u64 {
+        self.counter
+    }
+
+    fn timestamp(&self) -> u64 {
+        self.timestamp
     }
 }

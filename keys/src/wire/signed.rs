@@ -65,6 +65,44 @@ fn parse_signature(text: &str) -> Result<Signature, WireError> {
     Ok(Signature::from_bytes(&bytes))
 }
 
+/// A message a device signs: it names its device, carries the device's monotonic counter
+/// and a timestamp. Check-ins and reports are verified by the same rules.
+pub trait DeviceMessage: WireMessage {
+    /// The sending device.
+    fn device_id(&self) -> &str;
+    /// The device's counter (shared by its check-ins and reports).
+    fn counter(&self) -> u64;
+    /// When it was sent, in unix seconds.
+    fn timestamp(&self) -> u64;
+}
+
+impl<T: DeviceMessage> Signed<T> {
+    /// Verifies a message received from a device and returns it.
+    ///
+    /// In order: the signature by `device_key` over the canonical bytes
+    /// ([`WireError::BadKey`], [`WireError::MalformedSignature`], [`WireError::TooLong`],
+    /// [`WireError::BadSignature`]); the device id equals `expected_device`
+    /// ([`WireError::WrongDevice`]); the counter is above `last_counter`, the highest accepted
+    /// from this device so far, if any ([`WireError::StaleCounter`]); the timestamp is within
+    /// `max_skew` seconds of `now` ([`WireError::ClockSkew`]). The caller stores the counter
+    /// as the new last one once it accepts the message.
+    pub fn verify(
+        &self,
+        device_key: &[u8; 32],
+        expected_device: &str,
+        last_counter: Option<u64>,
+        now: u64,
+        max_skew: u64,
+    ) -> Result<&T, WireError> {
+        self.verify_signature(device_key)?;
+        let message = &self.message;
+        check_device(expected_device, message.device_id())?;
+        check_counter(last_counter, message.counter())?;
+        check_clock(message.timestamp(), now, max_skew)?;
+        Ok(message)
+    }
+}
+
 /// The message names the device the verifier expects.
 pub(crate) fn check_device(expected: &str, found: &str) -> Result<(), WireError> {
     if expected == found {
