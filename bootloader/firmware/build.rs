@@ -2,7 +2,7 @@
 //! trust anchors (`$OUT_DIR/anchors.rs`) that `src/main.rs` includes.
 //!
 //! The anchors file defines `HARDWARE_ID: &str` and `PUBLIC_KEYS: [[u8; 32]; N]`. If
-//! `OTTER_TRUST_ANCHORS` names such a file (what `otter-keys trust-bundle` will write), it
+//! `OTTER_TRUST_ANCHORS` names such a file (what `otter-keys trust-bundle` writes), it
 //! is used as is; otherwise the DEMO ONLY key of `demo_key.rs` is trusted.
 
 use std::error::Error;

@@ -279,9 +279,7 @@ impl KeySet {
         for _ in 0..new_keys {
             let name = self.fresh_name("root");
             FileKey::generate_at(&self.key_path(&name))?;
-            names.push(name.clone());
-            // Reserve the name before generating the next one.
-            self.manifest.root.keys.push(name);
+            names.push(name);
         }
         let mut keys = keep.to_vec();
         keys.extend(names.iter().cloned());
@@ -321,6 +319,24 @@ impl KeySet {
         names
     }
 
+    /// Names of every key file in `keys/`, sorted (current and retired keys alike).
+    pub fn key_file_names(&self) -> Result<Vec<String>, KeySetError> {
+        let dir = self.dir.join("keys");
+        let entries = fs::read_dir(&dir).map_err(|source| KeySetError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                name.strip_suffix(".key").map(str::to_owned)
+            })
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// `prefix-N`, N one past every number ever used (in the manifest, among retired names
     /// and key files), so a name never comes to mean a different key.
     fn fresh_name(&self, prefix: &str) -> String {
@@ -332,14 +348,7 @@ impl KeySet {
         };
         let mut used: Vec<String> = self.all_key_names();
         used.extend(self.manifest.retired.iter().cloned());
-        if let Ok(entries) = fs::read_dir(self.dir.join("keys")) {
-            used.extend(entries.flatten().filter_map(|e| {
-                e.file_name()
-                    .to_str()?
-                    .strip_suffix(".key")
-                    .map(str::to_owned)
-            }));
-        }
+        used.extend(self.key_file_names().unwrap_or_default());
         let next = used.iter().filter_map(|n| number(n)).max().unwrap_or(0) + 1;
         format!("{prefix}-{next}")
     }

@@ -13,7 +13,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use otter_boot::image::HardwareId;
-use otter_boot::trust::{Anchors, KeyId, TrustedKey};
+use otter_boot::trust::{Anchors, TrustedKey};
 use serde::{Deserialize, Serialize};
 
 use crate::keyset::{KeySet, KeySetError, Role};
@@ -224,11 +224,6 @@ fn parse_key(text: &str) -> Result<[u8; 32], String> {
     ed25519_dalek::VerifyingKey::from_bytes(&key)
         .map_err(|_| format!("public key {text:?} is not an ed25519 point"))?;
     Ok(key)
-}
-
-/// The firmware key id of a public key, hex: what `inspect` shows and headers carry.
-pub fn key_id_hex(public_key: &[u8; 32]) -> String {
-    KeyId::of(public_key).to_string()
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! (`otter-keys rotate-root`).
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
 use std::num::NonZeroU64;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -315,23 +314,8 @@ fn old_root_signers(
 
 /// Names of the key files in the key directory other than `skip`.
 fn other_key_names(set: &KeySet, skip: &[String]) -> Result<Vec<String>, TufError> {
-    let probe = set.key_path("probe");
-    let Some(keys_dir) = probe.parent() else {
-        return Ok(Vec::new());
-    };
-    let entries = fs::read_dir(keys_dir).map_err(|source| TufError::Io {
-        path: keys_dir.to_owned(),
-        source,
-    })?;
-    let mut names: Vec<String> = entries
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            name.strip_suffix(".key").map(str::to_owned)
-        })
-        .filter(|name| !skip.contains(name))
-        .collect();
-    names.sort();
+    let mut names = set.key_file_names()?;
+    names.retain(|name| !skip.contains(name));
     Ok(names)
 }
 
