@@ -1,7 +1,28 @@
-//! `otter-server`: the TUF repository, release publishing with server-built deltas, the
-//! vendor, fleet and device APIs, and staged rollouts.
+//! `otter-server`: the TUF repository of signed firmware, releases with server-built bsdiff
+//! deltas, device registration and signed check-ins answered by signed director assignments.
 //!
-//! Not built yet: this crate is a placeholder so the workspace has the layout of
-//! `DESIGN.md`. Its issue says what it will hold.
+//! Where things are: [`config`] (flags, env, TOML), [`app`] (start and serve), [`api`] (the
+//! router, OpenAPI, extractors), [`auth`] (scoped tokens), [`db`] (SQLite/PostgreSQL),
+//! [`storage`] (content-addressed blobs), [`tuf`] (metadata signing and the public TUF
+//! routes), [`releases`] (publishing), [`deltas`] (the background differ), [`devices`]
+//! (registration, check-in, reports, fleet view).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod deltas;
+pub mod devices;
+pub mod error;
+pub mod keys;
+pub mod metrics;
+pub mod releases;
+pub mod state;
+pub mod storage;
+pub mod tuf;
+
+pub use app::App;
+pub use config::Config;

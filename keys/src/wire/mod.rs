@@ -32,7 +32,7 @@ mod error;
 #[cfg(test)]
 mod golden;
 mod report;
-mod serde_helpers;
+pub(crate) mod serde_helpers;
 mod signed;
 
 pub use assignment::{AssignedTarget, Assignment};

@@ -1,0 +1,50 @@
+//! Creating bearer tokens over the API (admin scope). The CLI `otter-server token create`
+//! does the same directly on the database.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::Json;
+use crate::auth::token::{self, NewToken, TokenError};
+use crate::auth::{Caller, Scope};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::state::AppState;
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create_token))
+}
+
+/// A token request.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    /// Scopes to grant.
+    scopes: Vec<Scope>,
+    /// What the token is for.
+    #[serde(default)]
+    label: String,
+}
+
+/// Creates a token; its secret is in this response only.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", security(("bearer" = [])),
+    request_body = TokenRequest,
+    responses((status = 201, body = NewToken), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(request): Json<TokenRequest>,
+) -> ApiResult<(StatusCode, axum::Json<NewToken>)> {
+    caller.require(Scope::Admin)?;
+    let created = token::create(&state.db, &request.scopes, &request.label)
+        .await
+        .map_err(|e| match e {
+            TokenError::NoScope => ApiError::Unprocessable(e.to_string()),
+            other => ApiError::internal(other),
+        })?;
+    tracing::info!(by = %caller.token_id, id = %created.id, scopes = ?created.scopes, "token created");
+    Ok((StatusCode::CREATED, axum::Json(created)))
+}

@@ -1,0 +1,187 @@
+//! Opening the server (data dir, database, keys, storage, TUF) and serving it until shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Scope;
+use crate::auth::token::{self, NewToken, TokenError};
+use crate::config::Config;
+use crate::db::{Db, DbError};
+use crate::keys::{KeysError, ServerKeys};
+use crate::metrics::Metrics;
+use crate::state::{AppState, Shared};
+use crate::storage::{FsStore, StorageError};
+use crate::tuf::{Repository, TufError};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data dir cannot be created.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The database is unusable.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The keys are unusable.
+    #[error(transparent)]
+    Keys(#[from] KeysError),
+    /// Blob storage is unusable.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The TUF repository could not be initialised.
+    #[error("TUF repository: {0}")]
+    Tuf(#[from] TufError),
+    /// The first admin token could not be created.
+    #[error("initial admin token: {0}")]
+    Token(#[from] TokenError),
+    /// Binding or serving failed.
+    #[error("serving on {addr}: {source}")]
+    Serve {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// An opened server, ready to serve.
+#[derive(Debug)]
+pub struct App {
+    /// Shared state (also what tests inspect).
+    pub state: AppState,
+    /// The admin token created because none existed; its secret is shown once.
+    pub first_admin_token: Option<NewToken>,
+}
+
+impl App {
+    /// Opens everything `config` names, creating what a first start needs.
+    pub async fn open(config: Config) -> Result<Self, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let db = Db::open(&config.database_url).await?;
+        let keys = ServerKeys::load_or_create(config.keys_dir.as_deref(), &config.data_dir)?;
+        let blobs = Arc::new(FsStore::open(&config.data_dir.join("blobs"))?);
+        let tuf = Repository::new(db.clone(), keys.clone(), &config);
+        tuf.init().await?;
+        let first_admin_token = if token::has_admin(&db).await.map_err(TokenError::Db)? {
+            None
+        } else {
+            Some(token::create(&db, &[Scope::Admin], "initial admin token").await?)
+        };
+        let state = AppState::new(Shared {
+            config,
+            db,
+            blobs,
+            keys,
+            tuf,
+            metrics: Metrics::default(),
+            delta_wakeup: tokio::sync::Notify::new(),
+        });
+        Ok(Self {
+            state,
+            first_admin_token,
+        })
+    }
+
+    /// The HTTP router.
+    pub fn router(&self) -> Router {
+        crate::api::router(self.state.clone())
+    }
+
+    /// Serves plain HTTP on `listener` (directly, or behind a TLS-terminating proxy) with the
+    /// background tasks, until `shutdown`; in-flight requests finish first.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), StartError> {
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let tasks = self.spawn_background(&shutdown);
+        let router = self.router();
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await;
+        shutdown.cancel();
+        for task in tasks {
+            let _ = task.await;
+        }
+        self.state.db.close().await;
+        result.map_err(|source| StartError::Serve { addr, source })
+    }
+
+    /// Serves HTTPS with rustls on `listener` until `shutdown`.
+    pub async fn serve_tls(
+        self,
+        listener: std::net::TcpListener,
+        cert: PathBuf,
+        key: PathBuf,
+        shutdown: CancellationToken,
+    ) -> Result<(), StartError> {
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let serve_err = |source| StartError::Serve {
+            addr: addr.clone(),
+            source,
+        };
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+            .await
+            .map_err(serve_err)?;
+        let tasks = self.spawn_background(&shutdown);
+        let handle = axum_server::Handle::new();
+        let stopper = {
+            let handle = handle.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                handle.graceful_shutdown(Some(Duration::from_secs(30)));
+            })
+        };
+        let result = axum_server::from_tcp_rustls(listener, tls)
+            .handle(handle)
+            .serve(self.router().into_make_service())
+            .await;
+        shutdown.cancel();
+        let _ = stopper.await;
+        for task in tasks {
+            let _ = task.await;
+        }
+        self.state.db.close().await;
+        result.map_err(serve_err)
+    }
+
+    fn spawn_background(&self, shutdown: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+        vec![
+            crate::tuf::spawn_refresher(self.state.clone(), shutdown.clone()),
+            crate::deltas::spawn_worker(self.state.clone(), shutdown.clone()),
+        ]
+    }
+}
+
+/// Binds `addr` for [`App::serve`].
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Serve {
+            addr: addr.to_string(),
+            source,
+        })
+}

@@ -1,0 +1,57 @@
+//! Who is calling: scoped bearer tokens for the vendor, fleet and provisioning APIs. Device
+//! routes authenticate by the device's signature instead; TUF files are public by design.
+
+mod scope;
+pub mod token;
+
+pub use scope::Scope;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The authenticated caller of a bearer-token route.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The token's id (for logs and audit; never the secret).
+    pub token_id: String,
+    scopes: Vec<Scope>,
+}
+
+impl Caller {
+    /// Succeeds if the token has `scope` (or `admin`), else 403.
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "this token lacks the {scope:?} scope",
+                scope = scope.as_str()
+            )))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            ApiError::Unauthorized("missing `Authorization: Bearer` token".into())
+        })?;
+        let presented = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::Unauthorized("expected `Authorization: Bearer <token>`".into())
+            })?;
+        match token::check(&state.db, presented.trim()).await? {
+            Some((token_id, scopes)) => Ok(Self { token_id, scopes }),
+            None => Err(ApiError::Unauthorized("unknown or revoked token".into())),
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The keys the server holds online: TUF targets, snapshot and timestamp, and the director
+//! key that signs device assignments; plus the vendor's firmware *public* keys, against which
+//! every published image is checked. Root and firmware private keys belong offline.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use otter_boot::trust::TrustedKey;
+use otter_keys::keyset::{KeySet, KeySetError, Role};
+use otter_keys::signer::Signer;
+use otter_keys::tuf::{TufError, write_initial_root};
+
+/// Why the server's keys could not be loaded or created.
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    /// The key directory is unusable.
+    #[error("key directory {dir}: {source}")]
+    KeySet {
+        /// The directory.
+        dir: PathBuf,
+        /// The cause.
+        source: KeySetError,
+    },
+    /// The TUF root could not be created or read.
+    #[error("key directory {dir}: {source}")]
+    Tuf {
+        /// The directory.
+        dir: PathBuf,
+        /// The cause.
+        source: TufError,
+    },
+    /// A firmware public key file is malformed.
+    #[error("{path}: expected 64 hex digits (an ed25519 public key)")]
+    BadPublicKey {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// The loaded online keys.
+#[derive(Clone)]
+pub struct ServerKeys {
+    /// The key directory (its `<N>.root.json` files are the TUF roots).
+    pub dir: PathBuf,
+    /// Signs TUF targets metadata.
+    pub targets: Arc<dyn Signer>,
+    /// Signs TUF snapshot metadata.
+    pub snapshot: Arc<dyn Signer>,
+    /// Signs TUF timestamp metadata.
+    pub timestamp: Arc<dyn Signer>,
+    /// Signs device assignments.
+    pub director: Arc<dyn Signer>,
+    /// Vendor firmware public keys that published images must be signed with.
+    pub firmware: Vec<TrustedKey>,
+    /// Whether these are development keys the server made itself.
+    pub development: bool,
+}
+
+impl std::fmt::Debug for ServerKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerKeys")
+            .field("dir", &self.dir)
+            .field("firmware_keys", &self.firmware.len())
+            .field("development", &self.development)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerKeys {
+    /// Loads the configured key directory, or (when none is configured) the development key
+    /// set in `data_dir/dev-keys`, creating it with a one-year root on first use.
+    pub fn load_or_create(keys_dir: Option<&Path>, data_dir: &Path) -> Result<Self, KeysError> {
+        match keys_dir {
+            Some(dir) => Self::load(dir, false),
+            None => {
+                let dir = data_dir.join("dev-keys");
+                if !dir.join("keyset.json").exists() {
+                    create_development_keys(&dir)?;
+                }
+                Self::load(&dir, true)
+            }
+        }
+    }
+
+    fn load(dir: &Path, development: bool) -> Result<Self, KeysError> {
+        let keyset_err = |source| KeysError::KeySet {
+            dir: dir.to_path_buf(),
+            source,
+        };
+        let set = KeySet::open(dir).map_err(keyset_err)?;
+        let role = |role| -> Result<Arc<dyn Signer>, KeysError> {
+            Ok(Arc::new(set.role_key(role).map_err(keyset_err)?))
+        };
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            targets: role(Role::Targets)?,
+            snapshot: role(Role::Snapshot)?,
+            timestamp: role(Role::Timestamp)?,
+            director: role(Role::Director)?,
+            firmware: firmware_public_keys(&set)?,
+            development,
+        })
+    }
+}
+
+/// The firmware public keys: from `keys/<name>.pub` (hex) when present, so a production
+/// server needs no firmware private key, else from the private key file.
+fn firmware_public_keys(set: &KeySet) -> Result<Vec<TrustedKey>, KeysError> {
+    let mut keys = Vec::new();
+    for name in &set.manifest().firmware {
+        let public = set.key_path(name).with_extension("pub");
+        let raw = if public.exists() {
+            let text = std::fs::read_to_string(&public).unwrap_or_default();
+            let mut raw = [0u8; 32];
+            hex::decode_to_slice(text.trim(), &mut raw)
+                .map_err(|_| KeysError::BadPublicKey { path: public })?;
+            raw
+        } else {
+            set.load(name)
+                .map_err(|source| KeysError::KeySet {
+                    dir: set.dir().to_path_buf(),
+                    source,
+                })?
+                .public_key()
+        };
+        keys.push(TrustedKey::new(raw));
+    }
+    Ok(keys)
+}
+
+fn create_development_keys(dir: &Path) -> Result<(), KeysError> {
+    let set = KeySet::create(dir, 1, 1).map_err(|source| KeysError::KeySet {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    let expires = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + 365 * 86_400)
+        .unwrap_or(jiff::Timestamp::MAX);
+    write_initial_root(&set, expires).map_err(|source| KeysError::Tuf {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    Ok(())
+}

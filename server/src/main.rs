@@ -1,0 +1,183 @@
+//! `otter-server`: serve the repository and APIs, create tokens, publish an image.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use otter_server::auth::{Scope, token};
+use otter_server::config::{Config, ConfigArgs, LogFormat};
+use otter_server::{App, app};
+use tokio_util::sync::CancellationToken;
+
+mod client;
+
+/// Otter update server: TUF repository, releases with deltas, device check-in.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (creates ./otter-data with SQLite and development keys on first start).
+    Serve {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Manage API tokens directly on the database.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Upload a signed image to a running server and show the deltas it builds.
+    Publish {
+        /// The signed image (from `otter-keys sign-image`).
+        image: PathBuf,
+        /// Server base URL.
+        #[arg(long, env = "OTTER_SERVER", default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// Bearer token with the `publish` scope.
+        #[arg(long, env = "OTTER_TOKEN")]
+        token: String,
+        /// Return right after the upload instead of waiting for the delta builds.
+        #[arg(long)]
+        no_wait: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it (the secret is shown only now).
+    Create {
+        /// Scope to grant (repeat for several).
+        #[arg(long = "scope", required = true, value_enum)]
+        scopes: Vec<Scope>,
+        /// What the token is for.
+        #[arg(long, default_value = "")]
+        label: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config } => serve(config).await,
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    scopes,
+                    label,
+                    config,
+                },
+        } => create_token(config, &scopes, &label).await,
+        Command::Publish {
+            image,
+            server,
+            token,
+            no_wait,
+        } => client::publish(&server, &token, &image, !no_wait).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type AnyError = Box<dyn std::error::Error>;
+
+async fn serve(args: ConfigArgs) -> Result<(), AnyError> {
+    let config = Config::resolve(&args)?;
+    init_logging(config.log_format);
+    let listen = config.listen;
+    let tls = config.tls.clone();
+    let app = App::open(config).await?;
+    if app.state.keys.development {
+        tracing::warn!(
+            dir = %app.state.keys.dir.display(),
+            "USING DEVELOPMENT KEYS created by this server. Production keys come from \
+             `otter-keys init`, with the root and firmware keys kept offline; pass the online \
+             key directory with --keys-dir."
+        );
+    }
+    if let Some(token) = &app.first_admin_token {
+        eprintln!(
+            "\nInitial admin token (shown once, store it now):\n\n    {}\n\n\
+             Create narrower tokens with `otter-server token create --scope publish` or \
+             POST /api/v1/tokens.\n",
+            token.token
+        );
+    }
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    match tls {
+        Some((cert, key)) => {
+            let listener = std::net::TcpListener::bind(listen)?;
+            listener.set_nonblocking(true)?;
+            tracing::info!("listening on https://{}", listener.local_addr()?);
+            app.serve_tls(listener, cert, key, shutdown).await?;
+        }
+        None => {
+            let listener = app::bind(listen).await?;
+            tracing::info!("listening on http://{}", listener.local_addr()?);
+            app.serve(listener, shutdown).await?;
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn create_token(args: ConfigArgs, scopes: &[Scope], label: &str) -> Result<(), AnyError> {
+    let config = Config::resolve(&args)?;
+    std::fs::create_dir_all(&config.data_dir)?;
+    let db = otter_server::db::Db::open(&config.database_url).await?;
+    let created = token::create(&db, scopes, label).await?;
+    db.close().await;
+    let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+    eprintln!(
+        "token {} with scopes {} (shown once):",
+        created.id,
+        names.join(",")
+    );
+    println!("{}", created.token);
+    Ok(())
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+    shutdown.cancel();
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OTTER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

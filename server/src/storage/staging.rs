@@ -1,0 +1,81 @@
+//! Receiving an upload: the body streams into a temporary file in the staging dir while its
+//! SHA-256 is computed, and stops with an error at the size limit, so memory stays flat and
+//! an oversize upload never reaches the store.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::StorageError;
+
+/// A fully received upload in the staging dir; removed on drop unless moved into the store.
+#[derive(Debug)]
+pub struct Staged {
+    /// The staged file.
+    pub path: PathBuf,
+    /// Its SHA-256.
+    pub sha256: [u8; 32],
+    /// Its length.
+    pub len: u64,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        // Best effort: after a successful `put_file` the file has been moved away already.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Streams `body` into a new file in `dir`, refusing more than `limit` bytes.
+pub async fn stage_stream<S, E>(
+    dir: &Path,
+    mut body: S,
+    limit: u64,
+) -> Result<Staged, StageError<E>>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|e| StageError::Storage(e.into()))?;
+    let path = dir.join(crate::db::new_id("upload"));
+    let mut staged = Staged {
+        path,
+        sha256: [0; 32],
+        len: 0,
+    };
+    let mut file = tokio::fs::File::create(&staged.path)
+        .await
+        .map_err(|e| StageError::Storage(e.into()))?;
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(StageError::Body)?;
+        staged.len += chunk.len() as u64;
+        if staged.len > limit {
+            return Err(StageError::Storage(StorageError::TooLarge { limit }));
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| StageError::Storage(e.into()))?;
+    }
+    file.sync_all()
+        .await
+        .map_err(|e| StageError::Storage(e.into()))?;
+    staged.sha256 = hasher.finalize().into();
+    Ok(staged)
+}
+
+/// Why staging an upload failed: the client's body, or our storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError<E> {
+    /// Reading the request body failed (client went away, body limit).
+    #[error("reading the upload: {0}")]
+    Body(E),
+    /// Writing failed or the limit was exceeded.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
