@@ -1,0 +1,273 @@
+//! The `otter-server` binary as an operator runs it: first start in an empty directory,
+//! token creation, graceful shutdown on SIGTERM, JSON logs, and HTTPS with --tls-cert.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_otter-server");
+
+struct Running {
+    child: Child,
+    url: String,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+/// Starts `otter-server serve` in `dir` on a free port and waits for its "listening" line.
+fn serve(dir: &Path, extra: &[&str]) -> Running {
+    let mut child = Command::new(BIN)
+        .current_dir(dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .env_remove("OTTER_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let mut running = Running {
+        child,
+        url: String::new(),
+        lines,
+        seen: Vec::new(),
+    };
+    let line = running.wait_for("listening on");
+    let at = line.find("http").unwrap();
+    running.url = line[at..]
+        .split(|c: char| c == '"' || c.is_whitespace())
+        .next()
+        .unwrap()
+        .to_owned();
+    running
+}
+
+impl Running {
+    fn wait_for(&mut self, needle: &str) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no {needle:?} within 60 s; output so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Sends SIGTERM and checks the server stops cleanly.
+    fn terminate(mut self) -> Vec<String> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.wait_for("stopped");
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "exit {exit:?}");
+        self.seen
+    }
+}
+
+fn get(url: &str) -> reqwest::StatusCode {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { reqwest::get(url).await.unwrap().status() })
+}
+
+#[test]
+fn first_start_creates_everything_and_prints_one_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(dir.path(), &[]);
+    assert_eq!(get(&format!("{}/healthz", server.url)), 200);
+    let output = {
+        server.wait_for("POST /api/v1/tokens");
+        server.seen.join("\n")
+    };
+    assert!(output.contains("USING DEVELOPMENT KEYS"), "{output}");
+    assert!(output.contains("otter-keys init"), "{output}");
+    let token_line = output
+        .lines()
+        .find(|l| l.trim_start().starts_with("tok_"))
+        .unwrap();
+    assert!(token_line.trim().contains('.'));
+    for created in [
+        "otter-data/otter.db",
+        "otter-data/dev-keys/keyset.json",
+        "otter-data/dev-keys/1.root.json",
+        "otter-data/blobs",
+    ] {
+        assert!(dir.path().join(created).exists(), "{created} missing");
+    }
+    let log = server.terminate().join("\n");
+    assert!(log.contains("shutting down"), "{log}");
+
+    // Second start: the admin token exists, none is printed; JSON logs on request.
+    let server = serve(dir.path(), &["--log-format", "json"]);
+    let log = server.terminate();
+    assert!(
+        !log.iter().any(|l| l.trim_start().starts_with("tok_")),
+        "{log:?}"
+    );
+    let json_lines: Vec<serde_json::Value> = log
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        json_lines.iter().any(|v| v["fields"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("listening on")),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn token_create_prints_a_working_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .args([
+            "token",
+            "create",
+            "--scope",
+            "fleet",
+            "--label",
+            "dashboard",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("tok_"), "{token}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fleet"));
+
+    let server = serve(dir.path(), &[]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = rt.block_on(async {
+        reqwest::Client::new()
+            .get(format!("{}/api/v1/devices", server.url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 200);
+    server.terminate();
+
+    let bad = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["token", "create", "--scope", "root"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("root"));
+}
+
+#[test]
+fn bad_configuration_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("otter.toml"), "listen = 12\n").unwrap();
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["serve", "--config", "otter.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("otter.toml") && err.contains("listen"),
+        "{err}"
+    );
+
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["serve"])
+        .env("OTTER_TIMESTAMP_EXPIRY", "soon")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("timestamp_expiry"));
+
+    let help = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for shown in [
+        "OTTER_DATA_DIR",
+        "OTTER_DATABASE_URL",
+        "--tls-cert",
+        "--config",
+        "default: 127.0.0.1:8080",
+    ] {
+        assert!(help.contains(shown), "{shown} not in --help:\n{help}");
+    }
+}
+
+#[test]
+fn serves_https_with_the_given_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let server = serve(
+        dir.path(),
+        &["--tls-cert", "cert.pem", "--tls-key", "key.pem"],
+    );
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    let port = server.url.rsplit(':').next().unwrap().to_owned();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap()])
+            .build()
+            .unwrap();
+        client
+            .get(format!("https://localhost:{port}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 200);
+    server.terminate();
+}
