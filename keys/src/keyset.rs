@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::signer::{FileKey, KeyError};
+use crate::signer::{FileKey, KeyError, Signer};
 
 /// Why a key directory could not be created, opened or changed.
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +156,10 @@ impl KeySet {
             manifest,
         };
         for name in set.all_key_names() {
-            FileKey::generate_at(&set.key_path(&name))?;
+            let key = FileKey::generate_at(&set.key_path(&name))?;
+            if set.manifest.firmware.contains(&name) {
+                set.write_public_key(&name, &key)?;
+            }
         }
         set.save()?;
         Ok(set)
@@ -194,6 +197,42 @@ impl KeySet {
     /// The file of key `name`.
     pub fn key_path(&self, name: &str) -> PathBuf {
         self.dir.join("keys").join(format!("{name}.key"))
+    }
+
+    /// `keys/<name>.pub`: the public half (hex), which a server can hold without the key.
+    pub fn public_key_path(&self, name: &str) -> PathBuf {
+        self.dir.join("keys").join(format!("{name}.pub"))
+    }
+
+    fn write_public_key(&self, name: &str, key: &FileKey) -> Result<(), KeySetError> {
+        let path = self.public_key_path(name);
+        fs::write(&path, format!("{}\n", hex::encode(key.public_key())))
+            .map_err(|source| KeySetError::Io { path, source })
+    }
+
+    /// The firmware public keys, oldest first: from `<name>.pub` when present (so the
+    /// update server needs no firmware private key), else from the private key file.
+    pub fn firmware_public_keys(&self) -> Result<Vec<[u8; 32]>, KeySetError> {
+        let mut keys = Vec::new();
+        for name in &self.manifest.firmware {
+            let path = self.public_key_path(name);
+            let key = match fs::read_to_string(&path) {
+                Ok(text) => {
+                    let mut raw = [0u8; 32];
+                    hex::decode_to_slice(text.trim(), &mut raw).map_err(|e| {
+                        KeySetError::NotAKeySet {
+                            path: path.clone(),
+                            why: format!("expected 64 hex digits of a public key ({e})"),
+                        }
+                    })?;
+                    raw
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.load(name)?.public_key(),
+                Err(source) => return Err(KeySetError::Io { path, source }),
+            };
+            keys.push(key);
+        }
+        Ok(keys)
     }
 
     /// Loads key `name`.
@@ -250,6 +289,7 @@ impl KeySet {
     pub fn add_firmware_key(&mut self) -> Result<FileKey, KeySetError> {
         let name = self.fresh_name("firmware");
         let key = FileKey::generate_at(&self.key_path(&name))?;
+        self.write_public_key(&name, &key)?;
         self.manifest.firmware.push(name);
         self.save()?;
         Ok(key)
@@ -357,7 +397,6 @@ impl KeySet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signer::Signer;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
@@ -371,9 +410,13 @@ mod tests {
             0o700
         );
         for entry in fs::read_dir(kd.join("keys")).unwrap() {
-            let mode = entry.unwrap().metadata().unwrap().permissions().mode() & 0o777;
-            assert_eq!(mode, 0o600);
+            let entry = entry.unwrap();
+            if entry.path().extension().is_some_and(|e| e == "key") {
+                let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{:?}", entry.path());
+            }
         }
+        assert!(set.public_key_path("firmware-1").exists());
         let reopened = KeySet::open(&kd).unwrap();
         assert_eq!(reopened.manifest(), set.manifest());
         assert_eq!(reopened.root_keys().unwrap().len(), 3);
@@ -416,6 +459,29 @@ mod tests {
             .collect();
         assert_eq!(ids, [old, new]);
         assert_eq!(reopened.signing_firmware_key().unwrap().key_id(), new);
+    }
+
+    #[test]
+    fn firmware_public_keys_need_no_private_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut set = KeySet::create(&dir.path().join("k"), 1, 1).unwrap();
+        set.add_firmware_key().unwrap();
+        let expected: Vec<[u8; 32]> = set
+            .firmware_keys()
+            .unwrap()
+            .iter()
+            .map(Signer::public_key)
+            .collect();
+        // What a server gets: the public halves only.
+        for name in set.manifest().firmware.clone() {
+            std::fs::remove_file(set.key_path(&name)).unwrap();
+        }
+        assert_eq!(set.firmware_public_keys().unwrap(), expected);
+        std::fs::write(set.public_key_path("firmware-1"), "zz").unwrap();
+        assert!(matches!(
+            set.firmware_public_keys(),
+            Err(KeySetError::NotAKeySet { .. })
+        ));
     }
 
     #[test]

@@ -29,12 +29,6 @@ pub enum KeysError {
         /// The cause.
         source: TufError,
     },
-    /// A firmware public key file is malformed.
-    #[error("{path}: expected 64 hex digits (an ed25519 public key)")]
-    BadPublicKey {
-        /// The file.
-        path: PathBuf,
-    },
 }
 
 /// The loaded online keys.
@@ -97,35 +91,15 @@ impl ServerKeys {
             snapshot: role(Role::Snapshot)?,
             timestamp: role(Role::Timestamp)?,
             director: role(Role::Director)?,
-            firmware: firmware_public_keys(&set)?,
+            firmware: set
+                .firmware_public_keys()
+                .map_err(keyset_err)?
+                .into_iter()
+                .map(TrustedKey::new)
+                .collect(),
             development,
         })
     }
-}
-
-/// The firmware public keys: from `keys/<name>.pub` (hex) when present, so a production
-/// server needs no firmware private key, else from the private key file.
-fn firmware_public_keys(set: &KeySet) -> Result<Vec<TrustedKey>, KeysError> {
-    let mut keys = Vec::new();
-    for name in &set.manifest().firmware {
-        let public = set.key_path(name).with_extension("pub");
-        let raw = if public.exists() {
-            let text = std::fs::read_to_string(&public).unwrap_or_default();
-            let mut raw = [0u8; 32];
-            hex::decode_to_slice(text.trim(), &mut raw)
-                .map_err(|_| KeysError::BadPublicKey { path: public })?;
-            raw
-        } else {
-            set.load(name)
-                .map_err(|source| KeysError::KeySet {
-                    dir: set.dir().to_path_buf(),
-                    source,
-                })?
-                .public_key()
-        };
-        keys.push(TrustedKey::new(raw));
-    }
-    Ok(keys)
 }
 
 fn create_development_keys(dir: &Path) -> Result<(), KeysError> {
