@@ -2,17 +2,36 @@
 //! downloads a delta, patches the inactive slot with bounded memory, asks `otter-boot` for a
 //! trial boot, confirms after a health check and reports.
 //!
-//! Built so far, the two low-level blocks of an install:
-//! - [`patch`]: applies a zstd-compressed `bsdiff` delta streaming, reading the old image at
-//!   random offsets and writing the new one sequentially, with fixed buffers;
-//! - [`flash`]: `embedded-storage` NOR flash over a file ([`flash::FileFlash`]) and the
-//!   sequential writer that fills an A/B slot ([`flash::SlotWriter`]).
-//!
-//! A typical install: [`patch::decompressor`] over the download, a [`patch::FlashRegion`]
-//! on the running slot as the old image, a [`flash::SlotWriter`] on the other slot as the
-//! sink, and [`patch::apply`] between them.
+//! The cycle reads like the list of its steps (see [`cycle`]): signed check-in
+//! ([`messages`]), the director's assignment, TUF refresh ([`tuf_client`]), choosing the
+//! target and a delta ([`select`]), resumable download ([`download`]), streaming install
+//! and verification of the inactive slot ([`install`], [`patch`], [`flash`], [`device`]),
+//! trial request and reboot; after the reboot, health checks and confirmation
+//! ([`after_boot`], [`health`]). [`provision`] registers a device, [`status`] shows it,
+//! [`sim`] stands in for the factory and the bootloader on the simulated device.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod after_boot;
+pub mod agent;
+pub mod config;
+pub mod cycle;
+mod daemon;
+pub mod device;
+pub mod download;
 pub mod flash;
+pub mod health;
+pub mod install;
+pub mod messages;
 pub mod patch;
+mod progress;
+pub mod provision;
+pub mod select;
+pub mod sim;
+pub mod state_dir;
+pub mod status;
+pub mod tuf_client;
+
+pub use after_boot::AfterBoot;
+pub use agent::Agent;
+pub use cycle::Outcome;

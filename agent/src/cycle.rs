@@ -1,0 +1,334 @@
+//! One update cycle, in the order of the steps it takes. Any failure is reported with its
+//! stage and reason; the running image is never touched and a half-written inactive slot is
+//! made unbootable.
+
+use std::fmt;
+
+use otter_boot::image::Version;
+use otter_boot::layout::Slot;
+use otter_keys::wire::{CheckIn, Event, SlotReport};
+
+use crate::agent::Agent;
+use crate::device::DeviceError;
+use crate::download::{self, DownloadError, Options};
+use crate::install::{self, InstallError};
+use crate::messages::{MessageError, unix_now};
+use crate::select::{self, Plan, Running, SelectError};
+use crate::tuf_client::{TargetEntry, TufClientError};
+
+/// What a cycle did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing newer is assigned.
+    UpToDate {
+        /// The running version.
+        version: Version,
+    },
+    /// An update is installed and on trial; it boots at the next reset.
+    WaitingForReboot {
+        /// The version on trial.
+        version: Version,
+    },
+    /// Installed now, the trial requested and the reboot triggered.
+    Installed {
+        /// The new version.
+        version: Version,
+        /// The slot it went to.
+        slot: Slot,
+        /// Whether a delta was used.
+        via_delta: bool,
+        /// Bytes downloaded in this cycle.
+        downloaded: u64,
+    },
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UpToDate { version } => write!(f, "up to date (running {version})"),
+            Self::WaitingForReboot { version } => {
+                write!(f, "{version} is installed and waits for a reboot")
+            }
+            Self::Installed {
+                version,
+                slot,
+                via_delta,
+                downloaded,
+            } => write!(
+                f,
+                "updated to {version} in slot {slot:?} ({} , {downloaded} bytes downloaded); rebooting",
+                if *via_delta { "delta" } else { "full image" }
+            ),
+        }
+    }
+}
+
+/// A failed cycle: the step and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{stage}: {source}")]
+pub struct CycleError {
+    /// The step that failed (also the `stage` of the report).
+    pub stage: &'static str,
+    /// Why.
+    #[source]
+    pub source: StepError,
+}
+
+/// The failure of one step.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// Flash or boot state.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// Check-in or report.
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    /// The director's answer.
+    #[error("assignment refused: {0}")]
+    Assignment(#[from] otter_keys::wire::WireError),
+    /// TUF.
+    #[error(transparent)]
+    Tuf(#[from] TufClientError),
+    /// The assignment is not installable.
+    #[error(transparent)]
+    Select(#[from] SelectError),
+    /// Download.
+    #[error(transparent)]
+    Download(#[from] DownloadError),
+    /// Install or verification of the written slot.
+    #[error(transparent)]
+    Install(#[from] InstallError),
+    /// otter-boot refused the trial.
+    #[error("trial request refused: {0}")]
+    Trial(String),
+    /// The reboot hook failed.
+    #[error("reboot: {0}")]
+    Reboot(String),
+}
+
+fn at<E: Into<StepError>>(stage: &'static str) -> impl FnOnce(E) -> CycleError {
+    move |e| CycleError {
+        stage,
+        source: e.into(),
+    }
+}
+
+impl Agent {
+    /// One full update cycle (`otter-agent check`).
+    pub async fn check(&self) -> Result<Outcome, CycleError> {
+        let result = self.cycle().await;
+        if let Err(e) = &result {
+            tracing::warn!(stage = e.stage, error = %e.source, "update cycle failed");
+            // Best effort: the failure is also visible in the next check-in's state.
+            let event = Event::Failed {
+                stage: e.stage.to_owned(),
+                reason: truncate(&e.source.to_string(), 1000),
+            };
+            if e.stage != "checkin"
+                && let Err(report) = self.messenger().report(event).await
+            {
+                tracing::warn!(error = %report, "could not report the failure");
+            }
+        }
+        result
+    }
+
+    async fn cycle(&self) -> Result<Outcome, CycleError> {
+        // 1. Signed check-in with what runs and what the bootloader last decided.
+        let status = self.device.status().map_err(at("checkin"))?;
+        let running_slot = status.running();
+        let running = self
+            .device
+            .slot_image(running_slot)
+            .map_err(at("checkin"))?;
+        let (counter, answer) = self
+            .messenger()
+            .check_in(|counter, timestamp| CheckIn {
+                device_id: self.identity.device_id.clone(),
+                counter,
+                timestamp,
+                current_version: running.header.version,
+                image_sha256: running.sha256,
+                slots: SlotReport {
+                    running: running_slot,
+                    confirmed: status.confirmed,
+                    trial: status.trial.map(Into::into),
+                },
+                last_outcome: status.last_outcome.into(),
+            })
+            .await
+            .map_err(at("checkin"))?;
+
+        // 2. The director's assignment: its key, our id, our counter, not expired.
+        let director = self.device.bundle().director;
+        let assignment = answer
+            .verify(&director, &self.identity.device_id, counter, unix_now())
+            .map_err(at("assignment"))?;
+        let Some(assigned) = &assignment.target else {
+            return Ok(Outcome::UpToDate {
+                version: running.header.version,
+            });
+        };
+        if assigned.sha256 == running.sha256 {
+            return Ok(Outcome::UpToDate {
+                version: running.header.version,
+            });
+        }
+        if let Some(trial) = status.trial.filter(|t| !t.started) {
+            return Ok(Outcome::WaitingForReboot {
+                version: trial.version,
+            });
+        }
+
+        // 3. Fresh, verified TUF metadata.
+        let repo = self.tuf.refresh().await.map_err(at("tuf"))?;
+
+        // 4–5. The assigned image as TUF lists it, and a delta if one fits.
+        let hardware_id = self.device.bundle().hardware_id;
+        let plan = select::plan(
+            &repo,
+            assigned,
+            &Running {
+                hardware_id: hardware_id.as_str(),
+                version: running.header.version,
+                sha256: running.sha256,
+            },
+            self.config.download.max_target_size,
+        )
+        .map_err(at("select"))?;
+
+        // 6–8. Download, write the inactive slot, verify it; a delta falls back to full.
+        let target_slot = crate::device::other(running_slot);
+        let written = self
+            .install(&repo, &plan, running_slot, &running, target_slot)
+            .await;
+        let downloaded = match written {
+            Ok(result) => result,
+            Err(e) => {
+                if let Err(invalidate) = self.device.invalidate(target_slot) {
+                    tracing::error!(error = %invalidate, "could not invalidate the inactive slot");
+                }
+                return Err(e);
+            }
+        };
+
+        // 9. Trial boot of the new slot, report, reboot.
+        self.device
+            .control()
+            .map_err(at("trial"))?
+            .request_trial(target_slot)
+            .map_err(|e| at("trial")(StepError::Trial(e.to_string())))?;
+        self.device.sync().map_err(at("trial"))?;
+        let _ = std::fs::remove_dir_all(self.state.downloads_dir());
+        if let Err(e) = self
+            .messenger()
+            .report(Event::Installed {
+                version: plan.version,
+            })
+            .await
+        {
+            tracing::warn!(error = %e, "could not report the install");
+        }
+        (self.reboot)().map_err(|e| at("reboot")(StepError::Reboot(e)))?;
+        Ok(Outcome::Installed {
+            version: plan.version,
+            slot: target_slot,
+            via_delta: downloaded.1,
+            downloaded: downloaded.0,
+        })
+    }
+
+    /// Steps 6–8; returns bytes downloaded and whether the delta was used.
+    async fn install(
+        &self,
+        repo: &crate::tuf_client::Refreshed,
+        plan: &Plan,
+        running_slot: Slot,
+        running: &crate::device::SlotImage,
+        target_slot: Slot,
+    ) -> Result<(u64, bool), CycleError> {
+        let mut downloaded = 0;
+        if let Some((delta, info)) = &plan.delta {
+            let attempt = async {
+                let (path, n) = self.download(repo, delta).await?;
+                downloaded += n;
+                install::apply_delta(
+                    &self.device,
+                    running_slot,
+                    running.length,
+                    &running.sha256,
+                    target_slot,
+                    info,
+                    &path,
+                )
+                .map_err(at("install"))?;
+                install::verify_written(&self.device, target_slot, &plan.full).map_err(at("verify"))
+            };
+            match attempt.await {
+                Ok(_) => return Ok((downloaded, true)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "delta failed; falling back to the full image");
+                }
+            }
+        }
+        let (path, n) = self.download(repo, &plan.full).await?;
+        downloaded += n;
+        install::copy_full(&self.device, target_slot, &path, plan.full.length)
+            .map_err(at("install"))?;
+        install::verify_written(&self.device, target_slot, &plan.full).map_err(at("verify"))?;
+        Ok((downloaded, false))
+    }
+
+    /// Step 6: resumable, length-capped, hash-checked download into the state dir.
+    async fn download(
+        &self,
+        repo: &crate::tuf_client::Refreshed,
+        target: &TargetEntry,
+    ) -> Result<(std::path::PathBuf, u64), CycleError> {
+        let dir = self.state.downloads_dir();
+        std::fs::create_dir_all(&dir).map_err(|source| {
+            at("download")(DownloadError::Io {
+                path: dir.clone(),
+                source,
+            })
+        })?;
+        let path = dir.join(format!("{}.part", hex::encode(target.sha256)));
+        let url = repo.target_url(target).map_err(at("download"))?;
+        if let Err(e) = self
+            .messenger()
+            .report(Event::Downloading {
+                target: target.name.clone(),
+                bytes: 0,
+                total: target.length,
+            })
+            .await
+        {
+            tracing::warn!(error = %e, "could not report the download");
+        }
+        let mut progress = crate::progress::Progress::new(&target.name, target.length);
+        let fetched = download::fetch(
+            &self.client,
+            &url,
+            &path,
+            target.length,
+            &target.sha256,
+            Options {
+                attempts: self.config.download.attempts,
+                backoff: self.config.download.backoff,
+                progress: &mut |have, total| progress.update(have, total),
+            },
+        )
+        .await
+        .map_err(at("download"))?;
+        progress.finish();
+        Ok((path, fetched.transferred))
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
