@@ -17,6 +17,7 @@ pub mod db;
 pub mod deltas;
 pub mod devices;
 pub mod error;
+pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod releases;

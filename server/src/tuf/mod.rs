@@ -1,63 +1,107 @@
-//! The TUF repository (STUB: being built; interface fixed).
+//! The TUF repository: standard TUF 1.0 metadata with consistent snapshots, signed with
+//! `tough`'s editor and served publicly, so the agent and any other TUF client (python-tuf,
+//! tuftool) can update from it.
+//!
+//! - **Roles.** `root` comes from the offline ceremony of `otter-keys` (imported from the key
+//!   directory at start); `targets`, `snapshot` and `timestamp` are signed here with the
+//!   server's online keys. Targets signing sits behind [`TargetsSigner`] so it can move
+//!   offline (delegations) later.
+//! - **Targets.** Every release is `firmware/<hardware-id>/<version>.img`, every delta
+//!   `deltas/<hardware-id>/<from>_<to>.patch`, each with Otter's custom fields
+//!   ([`otter_keys::targets::TargetInfo`]).
+//! - **One writer.** Every write runs in one transaction that first takes the `tuf_writer`
+//!   row lock, so versions stay gap-free and consistent across server processes.
+//! - **Fresh.** A background task ([`spawn_refresher`]) re-signs each role once half its
+//!   lifetime has passed.
+//!
+//! Files: `store` (database access), `build` (role contents), `sign` (signing), `writer`
+//! (the locked write), `roots` (root import), `routes` and `paths` (serving), `refresher`.
 
-use axum::routing::get;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-use utoipa_axum::router::OpenApiRouter;
+mod build;
+mod error;
+mod paths;
+mod refresher;
+mod roots;
+mod routes;
+mod sign;
+mod store;
+mod writer;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tough::schema::RoleType;
+
+pub use error::TufError;
+pub use refresher::{refresh_period, spawn_refresher};
+pub use routes::routes;
+pub use sign::{OnlineTargetsSigner, TargetsSigner};
+pub use writer::Written;
 
 use crate::config::Config;
 use crate::db::Db;
 use crate::keys::ServerKeys;
-use crate::state::AppState;
-
-/// Why metadata could not be signed or stored.
-#[derive(Debug, thiserror::Error)]
-pub enum TufError {
-    /// Placeholder.
-    #[error("{0}")]
-    Other(String),
-}
-
-impl From<TufError> for crate::error::ApiError {
-    fn from(e: TufError) -> Self {
-        Self::internal(format_args!("TUF metadata: {e}"))
-    }
-}
+use sign::RoleKey;
+use writer::{Expiries, Trigger};
 
 /// The single writer of TUF metadata (serialised through the database across processes).
 #[derive(Debug)]
 pub struct Repository {
-    _db: Db,
-    _keys: ServerKeys,
+    db: Db,
+    keys_dir: PathBuf,
+    targets_signer: Arc<dyn TargetsSigner>,
+    snapshot_key: RoleKey,
+    timestamp_key: RoleKey,
+    expiries: Expiries,
 }
 
 impl Repository {
     /// A writer over `db` signing with `keys` and the expiries of `config`.
-    pub fn new(db: Db, keys: ServerKeys, _config: &Config) -> Self {
+    pub fn new(db: Db, keys: ServerKeys, config: &Config) -> Self {
         Self {
-            _db: db,
-            _keys: keys,
+            db,
+            keys_dir: keys.dir.clone(),
+            targets_signer: Arc::new(OnlineTargetsSigner::new(keys.targets.clone())),
+            snapshot_key: RoleKey::new(RoleType::Snapshot, keys.snapshot.clone()),
+            timestamp_key: RoleKey::new(RoleType::Timestamp, keys.timestamp.clone()),
+            expiries: Expiries {
+                targets: config.targets_expiry,
+                snapshot: config.snapshot_expiry,
+                timestamp: config.timestamp_expiry,
+            },
         }
     }
 
-    /// Imports the key directory's root versions and signs the first targets, snapshot and
-    /// timestamp if there are none yet.
+    /// Replaces the online targets key (for offline targets signing through delegations).
+    pub fn with_targets_signer(mut self, signer: Arc<dyn TargetsSigner>) -> Self {
+        self.targets_signer = signer;
+        self
+    }
+
+    /// Imports the key directory's root versions, checks that the newest root lists the
+    /// server's online keys, and signs targets, snapshot and timestamp where there are none
+    /// yet, they are due, or they no longer verify under the newest root.
     pub async fn init(&self) -> Result<(), TufError> {
+        let written = self.write(Trigger::Init).await?;
+        if !written.is_empty() {
+            tracing::info!(
+                targets = written.targets,
+                snapshot = written.snapshot,
+                timestamp = written.timestamp,
+                "signed TUF metadata at start"
+            );
+        }
         Ok(())
     }
 
-    /// Re-signs targets from the release and delta tables, then snapshot and timestamp.
+    /// Re-signs targets from the release and delta tables, then snapshot and timestamp
+    /// (call after a release or delta was added or removed).
     pub async fn targets_changed(&self) -> Result<(), TufError> {
-        Ok(())
+        self.write(Trigger::TargetsChanged).await.map(|_| ())
     }
-}
 
-/// Public routes under `/tuf/metadata/` and `/tuf/targets/`.
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().route("/tuf/metadata/{file}", get(|| async { "stub" }))
-}
-
-/// Re-signs timestamp (and snapshot, targets) before they expire, until `shutdown`.
-pub fn spawn_refresher(_state: AppState, shutdown: CancellationToken) -> JoinHandle<()> {
-    tokio::spawn(async move { shutdown.cancelled().await })
+    /// Re-signs whatever has passed half its lifetime (what the background task calls).
+    pub async fn refresh(&self) -> Result<Written, TufError> {
+        self.write(Trigger::Refresh).await
+    }
 }
