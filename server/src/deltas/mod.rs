@@ -1,17 +1,33 @@
-//! Delta builds (STUB: being built).
+//! Deltas: after a publish, a background job builds bsdiff patches (zstd, bounded window)
+//! from the last K releases of the same hardware id to the new one, keeps those clearly
+//! smaller than the compressed full image, and re-signs the TUF targets once at the end.
+//!
+//! Files: [`build`] (the pure differ and compressor), [`jobs`] (the job life cycle in the
+//! database), `job` (running one job), `worker` (the per-process loop), [`views`] (what the
+//! API shows), `routes` (the job status route).
+
+pub mod build;
+mod job;
+pub mod jobs;
+mod routes;
+pub mod views;
+mod worker;
+
+pub use worker::POLL_INTERVAL;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::AppState;
 
 /// Routes under `/api/v1/delta-jobs`.
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+    OpenApiRouter::new().routes(routes!(routes::get_job))
 }
 
-/// Runs queued delta jobs until `shutdown`.
-pub fn spawn_worker(_state: AppState, shutdown: CancellationToken) -> JoinHandle<()> {
-    tokio::spawn(async move { shutdown.cancelled().await })
+/// Runs queued delta jobs until `shutdown`; a job in progress then returns to the queue.
+pub fn spawn_worker(state: AppState, shutdown: CancellationToken) -> JoinHandle<()> {
+    worker::spawn(state, shutdown)
 }

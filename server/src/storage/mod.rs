@@ -1,11 +1,13 @@
 //! Content-addressed blob storage for images and patches. The filesystem store is the
 //! default; the [`BlobStore`] trait is the seam where an object store can be added.
 
+mod file_flash;
 mod fs;
 mod staging;
 
+pub use file_flash::{FileFlash, FileFlashError};
 pub use fs::FsStore;
-pub use staging::{Staged, stage_stream};
+pub use staging::{StageError, Staged, stage_bytes, stage_stream, staging_dir};
 
 use std::ops::Range;
 use std::path::Path;

@@ -69,6 +69,26 @@ where
     Ok(staged)
 }
 
+/// The staging dir under `data_dir`: on the same filesystem as the blob store, so putting a
+/// staged file is a rename.
+pub fn staging_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("staging")
+}
+
+/// Writes `bytes` (a patch the server built) into a new staged file in `dir`.
+pub async fn stage_bytes(dir: &Path, bytes: &[u8]) -> Result<Staged, StorageError> {
+    tokio::fs::create_dir_all(dir).await?;
+    let staged = Staged {
+        path: dir.join(crate::db::new_id("built")),
+        sha256: Sha256::digest(bytes).into(),
+        len: bytes.len() as u64,
+    };
+    let mut file = tokio::fs::File::create(&staged.path).await?;
+    file.write_all(bytes).await?;
+    file.sync_all().await?;
+    Ok(staged)
+}
+
 /// Why staging an upload failed: the client's body, or our storage.
 #[derive(Debug, thiserror::Error)]
 pub enum StageError<E> {
