@@ -13,8 +13,9 @@ use crate::messages::Messenger;
 use crate::state_dir::{Identity, StateDir, StateDirError};
 use crate::tuf_client::{TufClient, TufClientError};
 
-/// How the agent reboots the device after an install.
-pub type RebootHook = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+/// How the agent reboots the device after an install: `Ok(true)` if a reboot is under way,
+/// `Ok(false)` if none is configured (the device boots the update at its next reset).
+pub type RebootHook = Arc<dyn Fn() -> Result<bool, String> + Send + Sync>;
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
@@ -132,16 +133,14 @@ pub fn base_url(text: &str) -> Result<Url, OpenError> {
 fn command_hook(argv: Vec<String>) -> RebootHook {
     Arc::new(move || {
         let Some((program, args)) = argv.split_first() else {
-            return Err(
-                "no reboot_command configured; reboot the device to boot the update".into(),
-            );
+            return Ok(false);
         };
         let status = std::process::Command::new(program)
             .args(args)
             .status()
             .map_err(|e| format!("{program}: {e}"))?;
         if status.success() {
-            Ok(())
+            Ok(true)
         } else {
             Err(format!("{} exited with {status}", argv.join(" ")))
         }

@@ -39,6 +39,8 @@ pub enum Outcome {
         via_delta: bool,
         /// Bytes downloaded in this cycle.
         downloaded: u64,
+        /// Whether the reboot command ran (else the update boots at the next reset).
+        rebooted: bool,
     },
 }
 
@@ -54,10 +56,16 @@ impl fmt::Display for Outcome {
                 slot,
                 via_delta,
                 downloaded,
+                rebooted,
             } => write!(
                 f,
-                "updated to {version} in slot {slot:?} ({} , {downloaded} bytes downloaded); rebooting",
-                if *via_delta { "delta" } else { "full image" }
+                "updated to {version} in slot {slot:?} ({}, {downloaded} bytes downloaded); {}",
+                if *via_delta { "delta" } else { "full image" },
+                if *rebooted {
+                    "rebooting"
+                } else {
+                    "it boots on trial at the next reset"
+                }
             ),
         }
     }
@@ -229,12 +237,13 @@ impl Agent {
         {
             tracing::warn!(error = %e, "could not report the install");
         }
-        (self.reboot)().map_err(|e| at("reboot")(StepError::Reboot(e)))?;
+        let rebooted = (self.reboot)().map_err(|e| at("reboot")(StepError::Reboot(e)))?;
         Ok(Outcome::Installed {
             version: plan.version,
             slot: target_slot,
             via_delta: downloaded.1,
             downloaded: downloaded.0,
+            rebooted,
         })
     }
 

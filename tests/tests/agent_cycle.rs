@@ -46,6 +46,7 @@ async fn provision_check_reboot_confirm_by_delta() {
         slot,
         via_delta,
         downloaded,
+        rebooted: true,
     } = outcome
     else {
         panic!("{outcome:?}")
@@ -122,7 +123,7 @@ async fn full_image_when_no_delta_fits_or_the_delta_fails() {
     config.download.attempts = 1;
     let agent = Agent::open(config)
         .unwrap()
-        .with_reboot_hook(std::sync::Arc::new(|| Ok(())));
+        .with_reboot_hook(std::sync::Arc::new(|| Ok(true)));
     proxy.cut_next_target_after(10);
     let outcome = agent.check().await.unwrap();
     assert!(

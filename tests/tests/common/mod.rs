@@ -231,7 +231,7 @@ impl Device {
             .unwrap()
             .with_reboot_hook(Arc::new(move || {
                 reboots.fetch_add(1, Ordering::SeqCst);
-                Ok(())
+                Ok(true)
             }))
     }
 

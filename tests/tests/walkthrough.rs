@@ -1,0 +1,218 @@
+//! The README's walkthrough, command for command, with the real binaries: serve, create a
+//! token, sign and publish two releases (the second gets a delta), provision a simulated
+//! device, check, reset, confirm, status. If this passes, the README is true.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Builds the three binaries (a no-op when `cargo test --workspace` already did) and
+/// returns the directory holding them.
+fn binaries() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--bins",
+            "-p",
+            "otter-keys",
+            "-p",
+            "otter-server",
+            "-p",
+            "otter-agent",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+fn run(dir: &Path, bin: &Path, args: &[&str]) -> String {
+    let out: Output = Command::new(bin)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed:\n{stdout}\n{}",
+        bin.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_readme_walkthrough_works() {
+    let bin = binaries();
+    let keys = bin.join("otter-keys");
+    let server_bin = bin.join("otter-server");
+    let agent = bin.join("otter-agent");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    // A free port for the server.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let _server = Server(
+        Command::new(&server_bin)
+            .current_dir(d)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let token = run(
+        d,
+        &server_bin,
+        &[
+            "token",
+            "create",
+            "--scope",
+            "publish",
+            "--scope",
+            "provision",
+        ],
+    );
+    let token = token.trim();
+
+    let mut fw: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(d.join("fw.bin"), &fw).unwrap();
+    let key = "otter-data/dev-keys/keys/firmware-1.key";
+    run(
+        d,
+        &keys,
+        &[
+            "sign-image",
+            "--key",
+            key,
+            "--hardware-id",
+            "demo-board",
+            "--version",
+            "1.0.0",
+            "fw.bin",
+            "-o",
+            "fw-1.0.0.img",
+        ],
+    );
+    fw[4096..4096 + 11].copy_from_slice(b"new feature");
+    std::fs::write(d.join("fw.bin"), &fw).unwrap();
+    run(
+        d,
+        &keys,
+        &[
+            "sign-image",
+            "--key",
+            key,
+            "--hardware-id",
+            "demo-board",
+            "--version",
+            "1.1.0",
+            "fw.bin",
+            "-o",
+            "fw-1.1.0.img",
+        ],
+    );
+
+    run(
+        d,
+        &server_bin,
+        &[
+            "publish",
+            "fw-1.0.0.img",
+            "--token",
+            token,
+            "--server",
+            &url,
+        ],
+    );
+    let published = run(
+        d,
+        &server_bin,
+        &[
+            "publish",
+            "fw-1.1.0.img",
+            "--token",
+            token,
+            "--server",
+            &url,
+        ],
+    );
+    assert!(
+        published.contains("deltas/demo-board/1.0.0_1.1.0.patch"),
+        "{published}"
+    );
+
+    run(
+        d,
+        &keys,
+        &[
+            "trust-bundle",
+            "otter-data/dev-keys",
+            "--hardware-id",
+            "demo-board",
+            "-o",
+            "trust",
+        ],
+    );
+    let a = |args: &[&str]| {
+        let mut all = vec!["--state-dir", "device1", "--server", &url];
+        all.extend_from_slice(args);
+        run(d, &agent, &all)
+    };
+    assert!(
+        a(&[
+            "provision",
+            "--token",
+            token,
+            "--hardware-id",
+            "demo-board",
+            "--serial",
+            "SN-0001",
+            "--trust",
+            "trust"
+        ])
+        .contains("provisioned as dev_")
+    );
+    a(&["sim", "factory-image", "fw-1.0.0.img"]);
+    assert!(a(&["sim", "reset"]).contains("booting slot A: 1.0.0"));
+    let checked = a(&["check"]);
+    assert!(
+        checked.contains("updated to 1.1.0 in slot B (delta"),
+        "{checked}"
+    );
+    assert!(a(&["sim", "reset"]).contains("booting slot B: 1.1.0 (on trial)"));
+    assert!(a(&["confirm"]).contains("confirmed 1.1.0"));
+    let status = a(&["status"]);
+    assert!(
+        status.contains("slot B        1.1.0 (running, confirmed)"),
+        "{status}"
+    );
+    assert!(a(&["check"]).contains("up to date (running 1.1.0)"));
+}
