@@ -83,6 +83,26 @@ async fn release(s: &TestServer, hardware_id: &str, version: &str, counter: u32)
     }
 }
 
+/// A release row without a blob (enough for signing metadata).
+async fn insert_row(state: &otter_server::state::AppState, version: &str) {
+    let parts: Vec<i64> = version.split('.').map(|p| p.parse().unwrap()).collect();
+    sqlx::query(
+        "INSERT INTO releases (id, hardware_id, version, major, minor, patch, security_counter, \
+         key_id, sha256, length, target_name, created_at) \
+         VALUES ($1, 'acme-1', $2, $3, $4, $5, 1, 'k', $6, 1, $7, 0)",
+    )
+    .bind(otter_server::db::new_id("rel"))
+    .bind(version)
+    .bind(parts[0])
+    .bind(parts[1])
+    .bind(parts[2])
+    .bind("ab".repeat(32))
+    .bind(image_target_name("acme-1", version.parse().unwrap()))
+    .execute(state.db.pool())
+    .await
+    .unwrap();
+}
+
 /// A patch between two releases of `hardware_id`, as a row in `deltas` and a blob (the
 /// bytes are arbitrary: the repository serves them, it does not apply them).
 async fn delta(s: &TestServer, hardware_id: &str, from: &Published, to: &Published) -> Published {
@@ -268,9 +288,17 @@ async fn concurrent_writers_in_two_processes_keep_versions_gap_free_and_consiste
         release(&s, "acme-1", "1.0.0", 1).await;
         let replica = s.replica().await;
         let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..ROUNDS {
-            for state in [s.state.clone(), replica.state.clone()] {
-                tasks.spawn(async move { state.tuf.targets_changed().await.unwrap() });
+        for round in 0..ROUNDS {
+            for (i, state) in [s.state.clone(), replica.state.clone()]
+                .into_iter()
+                .enumerate()
+            {
+                // Each writer adds a target, then asks for it to be signed; a writer that
+                // finds its target already signed by the other writes nothing.
+                tasks.spawn(async move {
+                    insert_row(&state, &format!("2.{round}.{i}")).await;
+                    state.tuf.targets_changed().await.unwrap()
+                });
             }
             let state = replica.state.clone();
             tasks.spawn(async move {
@@ -281,8 +309,15 @@ async fn concurrent_writers_in_two_processes_keep_versions_gap_free_and_consiste
             done.unwrap();
         }
 
-        // Every role: versions 1..=N without gaps (init wrote 1, each call one more).
-        let expected: Vec<i64> = (1..=1 + 2 * ROUNDS as i64).collect();
+        // Every role: versions 1..=N without gaps (init wrote 1, each write one more).
+        let newest: i64 =
+            sqlx::query("SELECT MAX(version) FROM tuf_metadata WHERE role = 'targets'")
+                .fetch_one(s.state.db.pool())
+                .await
+                .unwrap()
+                .get(0);
+        assert!((2..=1 + 2 * ROUNDS as i64).contains(&newest), "{newest}");
+        let expected: Vec<i64> = (1..=newest).collect();
         let mut files: BTreeMap<(String, i64), (Value, String, usize)> = BTreeMap::new();
         for role in ["targets", "snapshot", "timestamp"] {
             let rows = sqlx::query(
@@ -321,7 +356,9 @@ async fn concurrent_writers_in_two_processes_keep_versions_gap_free_and_consiste
         }
         let datastore = tempfile::tempdir().unwrap();
         let repo = load(&s, datastore.path()).await;
-        assert_eq!(repo.timestamp().signed.version.get(), 1 + 2 * ROUNDS as u64);
+        assert_eq!(repo.timestamp().signed.version.get(), newest as u64);
+        // The last write lists every target, whichever writer made it.
+        assert_eq!(repo.targets().signed.targets.len(), 1 + 2 * ROUNDS);
         replica.state.db.close().await;
         s.stop().await;
     }
@@ -386,6 +423,30 @@ async fn python_tuf_updates_from_the_repository() {
             TargetInfo::from_custom(&custom).unwrap();
         }
         assert_eq!(report["targets"][&patch.name]["custom"]["kind"], "delta");
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn reporting_an_already_signed_change_writes_nothing() {
+    for kind in databases() {
+        let s = TestServer::start(kind).await;
+        release(&s, "acme-1", "1.0.0", 1).await;
+        s.state.tuf.targets_changed().await.unwrap();
+        let count = || async {
+            let n: i64 = sqlx::query("SELECT COUNT(*) FROM tuf_metadata")
+                .fetch_one(s.state.db.pool())
+                .await
+                .unwrap()
+                .get(0);
+            n
+        };
+        let before = count().await;
+        s.state.tuf.targets_changed().await.unwrap();
+        assert_eq!(count().await, before);
+        release(&s, "acme-1", "1.1.0", 1).await;
+        s.state.tuf.targets_changed().await.unwrap();
+        assert_eq!(count().await, before + 3, "targets, snapshot and timestamp");
         s.stop().await;
     }
 }

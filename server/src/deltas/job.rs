@@ -151,12 +151,9 @@ pub(super) async fn run(ctx: &JobContext, id: &str) -> Result<String, JobError> 
     .fetch_all(db.pool())
     .await?;
     let total: i64 = counts.iter().map(|(_, n)| n).sum();
-    let built = counts
-        .iter()
-        .any(|(outcome, n)| outcome == Outcome::Built.as_str() && *n > 0);
-    if built {
-        state.tuf.targets_changed().await?;
-    }
+    // Also when nothing was built: it signs the release itself if the publish could not
+    // (targets_changed is a no-op when the metadata already lists every target).
+    state.tuf.targets_changed().await?;
     let parts: Vec<String> = counts.iter().map(|(o, n)| format!("{n} {o}")).collect();
     Ok(format!("{total} bases: {}", parts.join(", ")))
 }

@@ -131,7 +131,7 @@ impl Repository {
         let force = match trigger {
             Trigger::Init => invalid(&mut tx, &root.signed, &heads).await?,
             Trigger::TargetsChanged => Plan {
-                targets: true,
+                targets: targets_differ(&mut tx, &heads).await?,
                 ..Plan::default()
             },
             Trigger::Refresh => Plan::default(),
@@ -224,6 +224,24 @@ async fn invalid(conn: &mut AnyConnection, root: &Root, heads: &Heads) -> Result
             || listed != heads.snapshot.as_ref().map(|h| h.version);
     }
     Ok(plan)
+}
+
+/// Whether the release and delta tables list other targets than the newest targets
+/// metadata does (so a caller may report a change that is already signed, or retry one).
+async fn targets_differ(conn: &mut AnyConnection, heads: &Heads) -> Result<bool, TufError> {
+    let Some(head) = &heads.targets else {
+        return Ok(true);
+    };
+    let stored: Signed<Targets> = load(conn, RoleName::Targets, head).await?;
+    let releases = store::releases(conn).await?;
+    let deltas = store::deltas(conn).await?;
+    let wanted = build::targets(
+        stored.signed.version,
+        stored.signed.expires,
+        &releases,
+        &deltas,
+    )?;
+    Ok(wanted.targets != stored.signed.targets)
 }
 
 /// Loads and parses the newest stored version of a role.
