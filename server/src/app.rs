@@ -108,20 +108,13 @@ impl App {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> Result<(), StartError> {
-        let addr = listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let addr = local_addr(listener.local_addr());
         let tasks = self.spawn_background(&shutdown);
         let router = self.router();
         let result = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await;
-        shutdown.cancel();
-        for task in tasks {
-            let _ = task.await;
-        }
-        self.state.db.close().await;
+        self.wind_down(&shutdown, tasks).await;
         result.map_err(|source| StartError::Serve { addr, source })
     }
 
@@ -133,10 +126,7 @@ impl App {
         key: PathBuf,
         shutdown: CancellationToken,
     ) -> Result<(), StartError> {
-        let addr = listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let addr = local_addr(listener.local_addr());
         let serve_err = |source| StartError::Serve {
             addr: addr.clone(),
             source,
@@ -159,13 +149,23 @@ impl App {
             .handle(handle)
             .serve(self.router().into_make_service())
             .await;
-        shutdown.cancel();
         let _ = stopper.await;
+        self.wind_down(&shutdown, tasks).await;
+        result.map_err(serve_err)
+    }
+
+    /// After the listener stopped: stops the background tasks, waits for them, closes the
+    /// database.
+    async fn wind_down(
+        &self,
+        shutdown: &CancellationToken,
+        tasks: Vec<tokio::task::JoinHandle<()>>,
+    ) {
+        shutdown.cancel();
         for task in tasks {
             let _ = task.await;
         }
         self.state.db.close().await;
-        result.map_err(serve_err)
     }
 
     fn spawn_background(&self, shutdown: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
@@ -174,6 +174,10 @@ impl App {
             crate::deltas::spawn_worker(self.state.clone(), shutdown.clone()),
         ]
     }
+}
+
+fn local_addr(addr: std::io::Result<SocketAddr>) -> String {
+    addr.map(|a| a.to_string()).unwrap_or_default()
 }
 
 /// Binds `addr` for [`App::serve`].

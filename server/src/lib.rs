@@ -3,9 +3,10 @@
 //!
 //! Where things are: [`config`] (flags, env, TOML), [`app`] (start and serve), [`api`] (the
 //! router, OpenAPI, extractors), [`auth`] (scoped tokens), [`db`] (SQLite/PostgreSQL),
-//! [`storage`] (content-addressed blobs), [`tuf`] (metadata signing and the public TUF
-//! routes), [`releases`] (publishing), [`deltas`] (the background differ), [`devices`]
-//! (registration, check-in, reports, fleet view).
+//! [`storage`] (content-addressed blobs), [`http`] (ETag and Range for served bytes),
+//! [`tuf`] (metadata signing and the public TUF routes), [`releases`] (publishing),
+//! [`deltas`] (the background differ), [`devices`] (registration, check-in, reports, fleet
+//! view).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
