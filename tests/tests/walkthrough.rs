@@ -215,4 +215,41 @@ fn the_readme_walkthrough_works() {
         "{status}"
     );
     assert!(a(&["check"]).contains("up to date (running 1.1.0)"));
+
+    // The daemon: one cycle at start, then it waits for its interval; SIGTERM stops it.
+    let mut daemon = Command::new(&agent)
+        .current_dir(d)
+        .args(["--state-dir", "device1", "--server", &url, "run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = daemon.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    while !log
+        .iter()
+        .any(|l: &String| l.contains("up to date (running 1.1.0)"))
+    {
+        let line = rx.recv_timeout(Duration::from_secs(60));
+        log.push(line.unwrap_or_else(|_| panic!("no cycle logged:\n{}", log.join("\n"))));
+    }
+    Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    let status = daemon.wait().unwrap();
+    log.extend(rx.iter());
+    let log = log.join("\n");
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(log.contains("stopping"), "{log}");
 }
