@@ -6,21 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// Builds the three binaries (a no-op when `cargo test --workspace` already did) and
-/// returns the directory holding them.
+/// Builds the workspace's binaries with the test profile (a no-op right after
+/// `cargo test --workspace`, which built them for the crates' own tests) and returns the
+/// directory holding them.
 fn binaries() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args([
-            "build",
-            "--bins",
-            "-p",
-            "otter-keys",
-            "-p",
-            "otter-server",
-            "-p",
-            "otter-agent",
-        ])
+        .args(["build", "--workspace", "--bins", "--profile", "test"])
         .status()
         .unwrap();
     assert!(status.success());
