@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// Builds the workspace's binaries with the test profile (a no-op right after
-/// `cargo test --workspace`, which built them for the crates' own tests) and returns the
-/// directory holding them.
+/// Makes sure the workspace's binaries are built as `cargo test --workspace` builds them
+/// (for the crates' own integration tests; so this is a no-op inside that run, with the same
+/// features and profile) and returns the directory holding them.
 fn binaries() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--workspace", "--bins", "--profile", "test"])
+        .args(["test", "--workspace", "--no-run", "--quiet"])
         .status()
         .unwrap();
     assert!(status.success());
