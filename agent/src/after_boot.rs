@@ -6,7 +6,7 @@ use otter_boot::state::Outcome as BootOutcome;
 use otter_keys::wire::{BootOutcome as WireOutcome, Event};
 
 use crate::agent::Agent;
-use crate::health::{self, HealthError};
+use crate::health;
 use crate::state_dir::write_atomic;
 
 /// What the start-up check did.
@@ -60,7 +60,6 @@ impl Agent {
                 })
                 .await;
                 tracing::error!(%version, error = %reason, "health check failed: not confirming; the bootloader rolls back at the next reset");
-                let _: &HealthError = &e;
                 Ok(AfterBoot::Unhealthy(reason))
             }
         }

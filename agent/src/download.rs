@@ -114,7 +114,17 @@ pub async fn fetch(
     let mut attempt = 0;
     while have < length {
         attempt += 1;
-        match continue_download(client, url, &mut file, &mut have, length, options.progress).await {
+        match continue_download(
+            client,
+            url,
+            partial,
+            &mut file,
+            &mut have,
+            length,
+            options.progress,
+        )
+        .await
+        {
             Ok(n) => {
                 transferred += n;
                 if have < length && attempt >= options.attempts {
@@ -165,6 +175,7 @@ enum Attempt {
 async fn continue_download(
     client: &reqwest::Client,
     url: &Url,
+    partial: &Path,
     file: &mut std::fs::File,
     have: &mut u64,
     length: u64,
@@ -172,7 +183,7 @@ async fn continue_download(
 ) -> Result<u64, Attempt> {
     let io = |source| {
         Attempt::Fatal(DownloadError::Io {
-            path: PathBuf::from("(download)"),
+            path: partial.to_path_buf(),
             source,
         })
     };

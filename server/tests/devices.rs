@@ -396,34 +396,13 @@ async fn reports_build_a_timeline_sharing_the_checkin_counter() {
             assert_eq!(r.status(), 204);
         }
         // The counter is shared with check-ins: reusing 1 or 5 is a replay.
-        expect_error(
-            post_report(
-                &s,
-                &d,
-                1,
-                Event::Healthy {
-                    version: v("1.1.0"),
-                },
-            )
-            .await,
-            409,
-            "conflict",
-        )
-        .await;
-        expect_error(
-            post_report(
-                &s,
-                &d,
-                5,
-                Event::Healthy {
-                    version: v("1.1.0"),
-                },
-            )
-            .await,
-            409,
-            "conflict",
-        )
-        .await;
+        for used in [1, 5] {
+            let healthy = Event::Healthy {
+                version: v("1.1.0"),
+            };
+            let r = post_report(&s, &d, used, healthy).await;
+            expect_error(r, 409, "conflict").await;
+        }
         let stale = Signed::sign(checkin(&d.id, 5, now()), &d.key).unwrap();
         expect_error(post_checkin(&s, &d.id, &stale).await, 409, "conflict").await;
 

@@ -243,7 +243,7 @@ async fn refusals_leave_the_running_slot_untouched() {
     let v1 = fleet.image("1.0.0", &firmware(SIZE, 7));
     let v2 = fleet.image("1.1.0", &next_release(&firmware(SIZE, 7), 8));
     fleet.publish(v1.clone()).await;
-    let v2_release = fleet.publish(v2.clone()).await;
+    fleet.publish(v2.clone()).await;
     let proxy = Proxy::start(&fleet.url, director(&fleet)).await;
     let device = fleet.device("SN-5", &proxy.url, &v1).await;
     let id = device.id();
@@ -286,6 +286,8 @@ async fn refusals_leave_the_running_slot_untouched() {
         }
     });
     expect_refusal(&newer.agent(), "select", "downgrade").await;
+    assert_eq!(&newer.slot_bytes(Slot::A)[..v2.len()], &v2[..]);
+    assert_eq!(newer.agent().device().status().unwrap().trial, None);
 
     // Oversize: the signed length is above the device's limit.
     proxy.rewrite_assignments(|_| {});
@@ -333,7 +335,6 @@ async fn refusals_leave_the_running_slot_untouched() {
         timeline.iter().filter(|k| *k == "failed").count() >= 6,
         "{timeline:?}"
     );
-    let _ = v2_release;
     fleet.stop().await;
 }
 
