@@ -3,6 +3,7 @@
 //! (file flash, otter-boot state) driven by the real agent.
 #![allow(dead_code)]
 
+pub mod hostile;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};
@@ -47,10 +48,16 @@ pub struct Fleet {
 impl Fleet {
     /// Starts a server in a fresh directory.
     pub async fn start() -> Self {
+        Self::start_with(|_, _| {}).await
+    }
+
+    /// Starts a server in a fresh directory, its configuration changed by `tweak` (which
+    /// also gets the directory, for key sets and the like).
+    pub async fn start_with(tweak: impl FnOnce(&mut Config, &Path)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let app = App::open(Config::with_data_dir(&dir.path().join("server")))
-            .await
-            .unwrap();
+        let mut config = Config::with_data_dir(&dir.path().join("server"));
+        tweak(&mut config, dir.path());
+        let app = App::open(config).await.unwrap();
         let admin = app.first_admin_token.as_ref().unwrap().token.clone();
         let state = app.state.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -138,6 +145,40 @@ impl Fleet {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         release
+    }
+
+    /// Lists `image` as release `version` of [`BOARD`] behind the publish API's back, as a
+    /// server whose database and online keys are in an attacker's hands can: the release
+    /// row, the blob, and TUF metadata re-signed with the server's online keys.
+    pub async fn list_behind_the_back(&self, version: &str, image: &[u8]) {
+        use sha2::Digest;
+        let sha: [u8; 32] = sha2::Sha256::digest(image).into();
+        let staged = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(staged.path(), image).unwrap();
+        self.state
+            .blobs
+            .put_file(&sha, staged.path())
+            .await
+            .unwrap();
+        let v: Version = version.parse().unwrap();
+        sqlx::query(
+            "INSERT INTO releases (id, hardware_id, version, major, minor, patch, \
+             security_counter, key_id, sha256, length, target_name, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, 'x', $7, $8, $9, 0)",
+        )
+        .bind(otter_server::db::new_id("rel"))
+        .bind(BOARD)
+        .bind(v.to_string())
+        .bind(i64::from(v.major))
+        .bind(i64::from(v.minor))
+        .bind(i64::from(v.patch))
+        .bind(hex::encode(sha))
+        .bind(image.len() as i64)
+        .bind(otter_keys::targets::image_target_name(BOARD, v))
+        .execute(self.state.db.pool())
+        .await
+        .unwrap();
+        self.state.tuf.targets_changed().await.unwrap();
     }
 
     /// A provisioned simulated device talking to `server` (the fleet's URL or a proxy's),
