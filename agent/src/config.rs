@@ -64,6 +64,9 @@ pub struct Config {
     /// Download limits.
     #[serde(default)]
     pub download: DownloadConfig,
+    /// Simulated power loss on the flash (tests only; never read from a file).
+    #[serde(skip)]
+    pub power_cut: Option<crate::flash::PowerCut>,
 }
 
 /// The flash backend.
@@ -226,6 +229,7 @@ impl Config {
             reboot_command: Vec::new(),
             health_checks: Vec::new(),
             download: DownloadConfig::default(),
+            power_cut: None,
         }
     }
 }

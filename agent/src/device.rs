@@ -68,7 +68,8 @@ impl Device {
             FileFlash::open(path)?
         } else {
             FileFlash::create(path, config.layout.flash_size())?
-        };
+        }
+        .with_power_cut(config.power_cut.clone());
         let device = Self {
             flash: RefCell::new(flash),
             layout: config.layout.layout().map_err(DeviceError::Layout)?,

@@ -15,6 +15,7 @@ use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use super::power_cut::{Fate, PowerCut, Tear, mixed};
 use embedded_storage::nor_flash::{
     ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
 };
@@ -52,6 +53,9 @@ pub enum FileFlashError {
     /// The file could not be created, read or written.
     #[error("flash file: {0}")]
     Io(#[from] io::Error),
+    /// The simulated power was cut ([`PowerCut`]); nothing more reaches the flash.
+    #[error("power lost (simulated power cut)")]
+    PowerLost,
 }
 
 impl NorFlashError for FileFlashError {
@@ -59,7 +63,7 @@ impl NorFlashError for FileFlashError {
         match self {
             Self::NotAligned => NorFlashErrorKind::NotAligned,
             Self::OutOfBounds => NorFlashErrorKind::OutOfBounds,
-            Self::ProgramOverZero { .. } | Self::BadSize(_) | Self::Io(_) => {
+            Self::ProgramOverZero { .. } | Self::BadSize(_) | Self::Io(_) | Self::PowerLost => {
                 NorFlashErrorKind::Other
             }
         }
@@ -72,6 +76,7 @@ impl NorFlashError for FileFlashError {
 pub struct FileFlash {
     file: File,
     capacity: u32,
+    power: Option<PowerCut>,
 }
 
 impl FileFlash {
@@ -84,7 +89,11 @@ impl FileFlash {
             .write(true)
             .create_new(true)
             .open(path.as_ref())?;
-        let flash = Self { file, capacity };
+        let flash = Self {
+            file,
+            capacity,
+            power: None,
+        };
         let mut at = 0u32;
         while at < capacity {
             flash.file.write_all_at(&ERASED_SECTOR, u64::from(at))?;
@@ -101,7 +110,23 @@ impl FileFlash {
             .open(path.as_ref())?;
         let size = file.seek(SeekFrom::End(0))?;
         let capacity = check_size(size)?;
-        Ok(Self { file, capacity })
+        Ok(Self {
+            file,
+            capacity,
+            power: None,
+        })
+    }
+
+    /// This flash with simulated power loss: `cut` counts its erases and programs and tears
+    /// the chosen one (tests of power failure at every flash operation).
+    pub fn with_power_cut(mut self, cut: Option<PowerCut>) -> Self {
+        self.power = cut;
+        self
+    }
+
+    /// What to do with the next erase or program, given the simulated power.
+    fn fate(&self) -> Fate {
+        self.power.as_ref().map_or(Fate::Run, PowerCut::next)
     }
 
     /// Makes every completed erase and program durable.
@@ -158,6 +183,9 @@ impl ReadNorFlash for FileFlash {
     const READ_SIZE: usize = 1;
 
     fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+        if self.power.as_ref().is_some_and(PowerCut::is_dead) {
+            return Err(FileFlashError::PowerLost);
+        }
         let (start, _) = self.range(offset, bytes.len())?;
         self.file.read_exact_at(bytes, start)?;
         Ok(())
@@ -180,10 +208,25 @@ impl NorFlash for FileFlash {
         if !start.is_multiple_of(SECTOR as u64) || !end.is_multiple_of(SECTOR as u64) {
             return Err(FileFlashError::NotAligned);
         }
-        let mut at = start;
-        while at < end {
-            self.file.write_all_at(&ERASED_SECTOR, at)?;
-            at = at.saturating_add(SECTOR as u64);
+        let sectors = (end - start) / SECTOR as u64;
+        let (done, torn) = match self.fate() {
+            Fate::Run => (sectors, false),
+            Fate::Dead | Fate::Tear(Tear::Before) => return Err(FileFlashError::PowerLost),
+            Fate::Tear(Tear::Prefix) => (sectors / 2, true),
+            Fate::Tear(Tear::Inside) => {
+                let at = start + sectors / 2 * SECTOR as u64;
+                let mut old = [0u8; 16];
+                self.file.read_exact_at(&mut old, at)?;
+                self.file.write_all_at(&mixed(&old, &[ERASED; 16]), at)?;
+                (sectors / 2, true)
+            }
+        };
+        for i in 0..done {
+            self.file
+                .write_all_at(&ERASED_SECTOR, start + i * SECTOR as u64)?;
+        }
+        if torn {
+            return Err(FileFlashError::PowerLost);
         }
         Ok(())
     }
@@ -196,7 +239,24 @@ impl NorFlash for FileFlash {
         // Checked in full first, so a refused program changes nothing. Once it passes, the
         // AND of old and new is `bytes` itself.
         self.check_clears_only(start, bytes)?;
-        self.file.write_all_at(bytes, start)?;
-        Ok(())
+        let half = bytes.len() / WORD / 2 * WORD;
+        match self.fate() {
+            Fate::Run => {
+                self.file.write_all_at(bytes, start)?;
+                Ok(())
+            }
+            Fate::Dead | Fate::Tear(Tear::Before) => Err(FileFlashError::PowerLost),
+            Fate::Tear(tear) => {
+                let (done, rest) = bytes.split_at(half);
+                self.file.write_all_at(done, start)?;
+                if let (Tear::Inside, Some(word)) = (tear, rest.get(..WORD)) {
+                    let at = start + half as u64;
+                    let mut old = [0u8; WORD];
+                    self.file.read_exact_at(&mut old, at)?;
+                    self.file.write_all_at(&mixed(&old, word), at)?;
+                }
+                Err(FileFlashError::PowerLost)
+            }
+        }
     }
 }
