@@ -160,6 +160,11 @@ struct Run {
 /// Boots the firmware with these slot contents (erased flash after them) and an erased
 /// state partition. QEMU's RAM starts as zeros, so the erased bytes (0xff) are loaded too.
 fn boot(elf: &Path, slot_a: &[u8], slot_b: &[u8]) -> Run {
+    boot_with_state(elf, slot_a, slot_b, &[])
+}
+
+/// [`boot`] with these bytes at the start of the state partition (erased after them).
+fn boot_with_state(elf: &Path, slot_a: &[u8], slot_b: &[u8], state: &[u8]) -> Run {
     use flash_map::{NOR_BASE, NOR_LEN, SLOT_A, SLOT_B, SLOT_LEN, STATE, STATE_LEN};
     let dir = tempfile::tempdir().unwrap();
     let region = |name: &str, content: &[u8], offset: u32, len: u32| {
@@ -174,7 +179,7 @@ fn boot(elf: &Path, slot_a: &[u8], slot_b: &[u8]) -> Run {
     let loaders = [
         region("slot_a.bin", slot_a, SLOT_A, SLOT_LEN),
         region("slot_b.bin", slot_b, SLOT_B, SLOT_LEN),
-        region("state.bin", &[], STATE, STATE_LEN),
+        region("state.bin", state, STATE, STATE_LEN),
     ];
     let mut cmd = Command::new("qemu-system-arm");
     cmd.args(["-M", "mps2-an386", "-nographic"])
@@ -241,6 +246,28 @@ fn falls_back_to_slot_b_when_slot_a_is_corrupted() {
     assert!(
         run.stdout
             .contains("otter-boot: boot slot B version 1.1.0 (trial)\n"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.status, Some(0));
+}
+
+#[test]
+fn boots_the_best_verified_image_and_reports_a_corrupt_boot_state() {
+    let Some(elf) = firmware() else { return };
+    let a = signed_image(&DEMO_SEED, Version::new(1, 0, 0), 8 * 1024);
+    let b = signed_image(&DEMO_SEED, Version::new(1, 1, 0), 8 * 1024);
+    // Garbage over the whole state partition: page markers and items are unreadable.
+    let garbage: Vec<u8> = (0..flash_map::STATE_LEN)
+        .map(|i| (i as u8).wrapping_mul(37) ^ 0x5a)
+        .collect();
+    let run = boot_with_state(elf, &a, &b, &garbage);
+    assert!(
+        run.stdout
+            .contains("otter-boot: boot state (booting a verified image anyway): ")
+            && run
+                .stdout
+                .contains("otter-boot: boot slot B version 1.1.0\n"),
         "{}",
         run.stdout
     );
