@@ -74,22 +74,8 @@ fn setup(anchors: Option<&Path>) -> Setup {
             "qemu-system-arm not found (apt-get install qemu-system-arm)".into(),
         );
     }
-    let libdir = Command::new("rustc")
-        .args([
-            "--print",
-            "target-libdir",
-            "--target",
-            "thumbv7em-none-eabihf",
-        ])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    if !libdir.is_some_and(|d| d.is_dir()) {
-        return Setup::Missing(
-            "Rust target thumbv7em-none-eabihf not installed (rustup target add thumbv7em-none-eabihf)"
-                .into(),
-        );
+    if let Some(reason) = target_missing() {
+        return Setup::Missing(reason);
     }
 
     // The firmware is its own cargo workspace with its own target dir, so this does not
@@ -108,8 +94,13 @@ fn setup(anchors: Option<&Path>) -> Setup {
         .args(["build", "--release", "--target-dir"])
         .arg(&target);
     match anchors {
-        Some(path) => build.env("OTTER_TRUST_ANCHORS", path),
-        None => build.env_remove("OTTER_TRUST_ANCHORS"),
+        Some(path) => build
+            .env("OTTER_TRUST_ANCHORS", path)
+            .env_remove("OTTER_DEMO_KEY"),
+        // A release build trusts the DEMO ONLY key only when asked to.
+        None => build
+            .env_remove("OTTER_TRUST_ANCHORS")
+            .env("OTTER_DEMO_KEY", "1"),
     };
     let out = build
         .env_remove("RUSTFLAGS")
@@ -128,6 +119,25 @@ fn setup(anchors: Option<&Path>) -> Setup {
         started.elapsed()
     ));
     Setup::Ready(target.join("thumbv7em-none-eabihf/release/otter-boot-firmware"))
+}
+
+/// Why the firmware cannot be built here (the Rust target is missing), if it cannot.
+fn target_missing() -> Option<String> {
+    let installed = Command::new("rustc")
+        .args([
+            "--print",
+            "target-libdir",
+            "--target",
+            "thumbv7em-none-eabihf",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .is_some_and(|o| Path::new(String::from_utf8_lossy(&o.stdout).trim()).is_dir());
+    (!installed).then(|| {
+        "Rust target thumbv7em-none-eabihf not installed (rustup target add thumbv7em-none-eabihf)"
+            .to_owned()
+    })
 }
 
 /// A signed image: `payload_len` bytes of pseudo-firmware at `version`, signed by `seed`.
@@ -220,6 +230,50 @@ fn boot_with_state(elf: &Path, slot_a: &[u8], slot_b: &[u8], state: &[u8]) -> Ru
         String::from_utf8_lossy(&out.stderr).trim()
     ));
     run
+}
+
+#[test]
+fn release_build_refuses_the_demo_key_unless_asked_for() {
+    if let Some(reason) = target_missing() {
+        ready(&Setup::Missing(reason));
+        return;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bootloader/firmware");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    // `check` runs the build script like `build` does, without linking the firmware.
+    let check = |demo_opt_in: Option<&str>| {
+        let mut cmd = Command::new(&cargo);
+        cmd.current_dir(&dir)
+            .args(["check", "--release", "--target-dir"])
+            .arg(dir.join("target/demo-key-check"))
+            .env_remove("OTTER_TRUST_ANCHORS")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("CARGO_BUILD_RUSTFLAGS")
+            .env_remove("CARGO_BUILD_TARGET");
+        match demo_opt_in {
+            Some(v) => cmd.env("OTTER_DEMO_KEY", v),
+            None => cmd.env_remove("OTTER_DEMO_KEY"),
+        };
+        let out = cmd.output().expect("run cargo");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for refused in [None, Some("0"), Some("yes")] {
+        let (ok, stderr) = check(refused);
+        assert!(
+            !ok && stderr.contains("refusing a release build that trusts the DEMO ONLY key")
+                && stderr.contains("OTTER_TRUST_ANCHORS"),
+            "OTTER_DEMO_KEY={refused:?}: a release build without trust anchors must fail:\n{stderr}"
+        );
+    }
+    let (ok, stderr) = check(Some("1"));
+    assert!(
+        ok && stderr.contains("warning") && stderr.contains("trusts the DEMO ONLY key"),
+        "OTTER_DEMO_KEY=1 builds, with a warning:\n{stderr}"
+    );
 }
 
 #[test]
