@@ -244,3 +244,86 @@ fn every_fault_combination_boots_a_verified_image_and_never_an_uncounted_trial()
     assert!(violations.is_empty(), "{} violations", violations.len());
     assert_eq!(cases, 7 * 16);
 }
+
+/// The state partition's flash, whose `lie_at`-th program lands on flash and then reports
+/// failure anyway (as a chip whose status read fails after the program did its work).
+struct LyingState<'a> {
+    inner: otter_boot::flash::Shared<'a, Flash>,
+    programs: usize,
+    lie_at: usize,
+}
+
+impl embedded_storage::nor_flash::ErrorType for LyingState<'_> {
+    type Error = otter_boot::flash::SharedError<otter_boot::sim::SimError>;
+}
+
+impl embedded_storage::nor_flash::ReadNorFlash for LyingState<'_> {
+    const READ_SIZE: usize = 1;
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+        self.inner.read(offset, bytes)
+    }
+    fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+}
+
+impl embedded_storage::nor_flash::NorFlash for LyingState<'_> {
+    const WRITE_SIZE: usize = WRITE;
+    const ERASE_SIZE: usize = ERASE;
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+        self.inner.erase(from, to)
+    }
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
+        self.inner.write(offset, bytes)?;
+        self.programs += 1;
+        if self.programs == self.lie_at {
+            return Err(otter_boot::flash::SharedError::Device(
+                otter_boot::sim::SimError::BadRegion { offset },
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn the_boot_follows_the_state_on_flash_when_a_write_lands_but_reports_failure() {
+    use otter_boot::flash::Shared;
+    use otter_boot::{BootConfig, BootControl};
+    let mut checked = 0;
+    for lie_at in 1..=8 {
+        let dev = trial_pending();
+        let decision = {
+            let state = LyingState {
+                inner: Shared::new(&dev.flash),
+                programs: 0,
+                lie_at,
+            };
+            let mut ctl = BootControl::new(
+                layout(),
+                Shared::new(&dev.flash),
+                Shared::new(&dev.flash),
+                state,
+                dev.anchors(),
+                BootConfig::default(),
+            )
+            .unwrap();
+            let d = ctl.decide().unwrap();
+            let (_, _, state) = ctl.into_parts();
+            (d, state.programs)
+        };
+        let (d, programs) = decision;
+        if programs < lie_at {
+            break; // the decision wrote less than that: every lie point is covered
+        }
+        checked += 1;
+        // What the agent will read is what really booted: it never believes a trial runs
+        // (and confirms it) while the old image runs, nor the other way round.
+        let s = dev.control().status().unwrap();
+        assert_eq!(
+            s.running(),
+            d.slot,
+            "lie at program {lie_at}: {d:?}, state {s:?}"
+        );
+    }
+    assert!(checked > 0, "the trial's record was written at least once");
+}
