@@ -34,7 +34,7 @@ pub enum AfterBootError {
 impl Agent {
     /// Confirms a healthy trial image and reports what the bootloader did.
     pub async fn after_boot(&self) -> Result<AfterBoot, AfterBootError> {
-        let status = self.device.status()?;
+        let status = self.boot_status().await?;
         self.report_boot_outcome(&status.last_outcome).await;
         let Some(trial) = status.trial.filter(|t| t.started) else {
             return Ok(AfterBoot::Settled);

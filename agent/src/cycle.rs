@@ -143,7 +143,7 @@ impl Agent {
 
     async fn cycle(&self) -> Result<Outcome, CycleError> {
         // 1. Signed check-in with what runs and what the bootloader last decided.
-        let status = self.device.status().map_err(at("checkin"))?;
+        let status = self.boot_status().await.map_err(at("checkin"))?;
         let running_slot = status.running();
         let running = self
             .device

@@ -7,13 +7,15 @@
 //! target and a delta ([`select`]), resumable download ([`download`]), streaming install
 //! and verification of the inactive slot ([`install`], [`patch`], [`flash`], [`device`]),
 //! trial request and reboot; after the reboot, health checks and confirmation
-//! ([`after_boot`], [`health`]). [`provision`] registers a device, [`status`] shows it,
-//! [`sim`] stands in for the factory and the bootloader on the simulated device.
+//! ([`after_boot`], [`health`]). [`boot_state`] rebuilds a damaged boot state,
+//! [`provision`] registers a device, [`status`] shows it, [`sim`] stands in for the factory
+//! and the bootloader on the simulated device.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod after_boot;
 pub mod agent;
+pub mod boot_state;
 pub mod config;
 pub mod cycle;
 mod daemon;

@@ -33,7 +33,9 @@ pub enum ProvisionError {
         requested: String,
     },
     /// A bad hardware id.
-    #[error("hardware id {0:?}: 1 to 32 characters of letters, digits, '.', '_' or '-'")]
+    #[error(
+        "hardware id {0:?}: 1 to 32 characters of letters, digits, '.', '_' or '-', starting and ending with a letter or digit"
+    )]
     HardwareId(String),
     /// Copying the bundle failed.
     #[error("copying the trust bundle: {0}")]

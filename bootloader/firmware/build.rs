@@ -3,7 +3,9 @@
 //!
 //! The anchors file defines `HARDWARE_ID: &str` and `PUBLIC_KEYS: [[u8; 32]; N]`. If
 //! `OTTER_TRUST_ANCHORS` names such a file (what `otter-keys trust-bundle` writes), it
-//! is used as is; otherwise the DEMO ONLY key of `demo_key.rs` is trusted.
+//! is used as is. Otherwise the DEMO ONLY key of `demo_key.rs` is trusted, with a
+//! `cargo:warning`; a release build refuses that unless `OTTER_DEMO_KEY=1` asks for it,
+//! so a shippable binary never trusts a key whose seed is public by accident.
 
 use std::error::Error;
 use std::fmt::Write as _;
@@ -23,16 +25,32 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("cargo:rerun-if-changed=demo_key.rs");
 
     println!("cargo:rerun-if-env-changed=OTTER_TRUST_ANCHORS");
+    println!("cargo:rerun-if-env-changed=OTTER_DEMO_KEY");
     let anchors = match env::var_os("OTTER_TRUST_ANCHORS") {
         Some(path) => {
             println!("cargo:rerun-if-changed={}", PathBuf::from(&path).display());
             fs::read_to_string(&path)?
         }
-        None => demo_anchors(),
+        None => {
+            let opted_in = env::var("OTTER_DEMO_KEY").is_ok_and(|v| v == "1");
+            if env::var("PROFILE").is_ok_and(|p| p == "release") && !opted_in {
+                return Err(REFUSAL.into());
+            }
+            println!(
+                "cargo:warning=OTTER_TRUST_ANCHORS is unset: this build trusts the DEMO ONLY key, \
+                 whose seed is public (demo_key.rs). Never ship it."
+            );
+            demo_anchors()
+        }
     };
     fs::write(out.join("anchors.rs"), anchors)?;
     Ok(())
 }
+
+/// Why a release build without trust anchors stops.
+const REFUSAL: &str = "refusing a release build that trusts the DEMO ONLY key (its seed is \
+    public): set OTTER_TRUST_ANCHORS to the anchors.rs of `otter-keys trust-bundle`, or \
+    OTTER_DEMO_KEY=1 for a demo build";
 
 /// Anchors trusting only the DEMO ONLY key.
 fn demo_anchors() -> String {

@@ -15,7 +15,7 @@
 //! [`trust::Anchors`] (keys and board), [`verify::verify`] (streaming check),
 //! [`layout::Layout`] (where the slots are), [`BootControl`] (boot state and decision).
 //! With the `sim` feature, [`sim::SimFlash`] is a NOR flash that can lose power inside
-//! any write or erase.
+//! any write or erase, and whose chosen ranges can fail reads, programs or erases.
 //!
 //! Building firmware: set `--cfg sha2_backend_soft="compact"` in the firmware's rustflags
 //! (sha2's unrolled code costs ~30 KiB of flash) and leave ed25519-dalek's `fast` feature

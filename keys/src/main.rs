@@ -47,7 +47,8 @@ enum Command {
         /// The firmware signing key (KEYDIR/keys/firmware-N.key).
         #[arg(long)]
         key: PathBuf,
-        /// Board the image is for (1-32 characters of A-Z a-z 0-9 . _ -).
+        /// Board the image is for (1-32 characters of A-Z a-z 0-9 . _ -, starting and ending
+        /// with a letter or digit).
         #[arg(long)]
         hardware_id: String,
         /// Release version, major.minor.patch.

@@ -74,22 +74,8 @@ fn setup(anchors: Option<&Path>) -> Setup {
             "qemu-system-arm not found (apt-get install qemu-system-arm)".into(),
         );
     }
-    let libdir = Command::new("rustc")
-        .args([
-            "--print",
-            "target-libdir",
-            "--target",
-            "thumbv7em-none-eabihf",
-        ])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    if !libdir.is_some_and(|d| d.is_dir()) {
-        return Setup::Missing(
-            "Rust target thumbv7em-none-eabihf not installed (rustup target add thumbv7em-none-eabihf)"
-                .into(),
-        );
+    if let Some(reason) = target_missing() {
+        return Setup::Missing(reason);
     }
 
     // The firmware is its own cargo workspace with its own target dir, so this does not
@@ -108,8 +94,13 @@ fn setup(anchors: Option<&Path>) -> Setup {
         .args(["build", "--release", "--target-dir"])
         .arg(&target);
     match anchors {
-        Some(path) => build.env("OTTER_TRUST_ANCHORS", path),
-        None => build.env_remove("OTTER_TRUST_ANCHORS"),
+        Some(path) => build
+            .env("OTTER_TRUST_ANCHORS", path)
+            .env_remove("OTTER_DEMO_KEY"),
+        // A release build trusts the DEMO ONLY key only when asked to.
+        None => build
+            .env_remove("OTTER_TRUST_ANCHORS")
+            .env("OTTER_DEMO_KEY", "1"),
     };
     let out = build
         .env_remove("RUSTFLAGS")
@@ -128,6 +119,25 @@ fn setup(anchors: Option<&Path>) -> Setup {
         started.elapsed()
     ));
     Setup::Ready(target.join("thumbv7em-none-eabihf/release/otter-boot-firmware"))
+}
+
+/// Why the firmware cannot be built here (the Rust target is missing), if it cannot.
+fn target_missing() -> Option<String> {
+    let installed = Command::new("rustc")
+        .args([
+            "--print",
+            "target-libdir",
+            "--target",
+            "thumbv7em-none-eabihf",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .is_some_and(|o| Path::new(String::from_utf8_lossy(&o.stdout).trim()).is_dir());
+    (!installed).then(|| {
+        "Rust target thumbv7em-none-eabihf not installed (rustup target add thumbv7em-none-eabihf)"
+            .to_owned()
+    })
 }
 
 /// A signed image: `payload_len` bytes of pseudo-firmware at `version`, signed by `seed`.
@@ -160,6 +170,11 @@ struct Run {
 /// Boots the firmware with these slot contents (erased flash after them) and an erased
 /// state partition. QEMU's RAM starts as zeros, so the erased bytes (0xff) are loaded too.
 fn boot(elf: &Path, slot_a: &[u8], slot_b: &[u8]) -> Run {
+    boot_with_state(elf, slot_a, slot_b, &[])
+}
+
+/// [`boot`] with these bytes at the start of the state partition (erased after them).
+fn boot_with_state(elf: &Path, slot_a: &[u8], slot_b: &[u8], state: &[u8]) -> Run {
     use flash_map::{NOR_BASE, NOR_LEN, SLOT_A, SLOT_B, SLOT_LEN, STATE, STATE_LEN};
     let dir = tempfile::tempdir().unwrap();
     let region = |name: &str, content: &[u8], offset: u32, len: u32| {
@@ -174,7 +189,7 @@ fn boot(elf: &Path, slot_a: &[u8], slot_b: &[u8]) -> Run {
     let loaders = [
         region("slot_a.bin", slot_a, SLOT_A, SLOT_LEN),
         region("slot_b.bin", slot_b, SLOT_B, SLOT_LEN),
-        region("state.bin", &[], STATE, STATE_LEN),
+        region("state.bin", state, STATE, STATE_LEN),
     ];
     let mut cmd = Command::new("qemu-system-arm");
     cmd.args(["-M", "mps2-an386", "-nographic"])
@@ -218,6 +233,50 @@ fn boot(elf: &Path, slot_a: &[u8], slot_b: &[u8]) -> Run {
 }
 
 #[test]
+fn release_build_refuses_the_demo_key_unless_asked_for() {
+    if let Some(reason) = target_missing() {
+        ready(&Setup::Missing(reason));
+        return;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bootloader/firmware");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    // `check` runs the build script like `build` does, without linking the firmware.
+    let check = |demo_opt_in: Option<&str>| {
+        let mut cmd = Command::new(&cargo);
+        cmd.current_dir(&dir)
+            .args(["check", "--release", "--target-dir"])
+            .arg(dir.join("target/demo-key-check"))
+            .env_remove("OTTER_TRUST_ANCHORS")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("CARGO_BUILD_RUSTFLAGS")
+            .env_remove("CARGO_BUILD_TARGET");
+        match demo_opt_in {
+            Some(v) => cmd.env("OTTER_DEMO_KEY", v),
+            None => cmd.env_remove("OTTER_DEMO_KEY"),
+        };
+        let out = cmd.output().expect("run cargo");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for refused in [None, Some("0"), Some("yes")] {
+        let (ok, stderr) = check(refused);
+        assert!(
+            !ok && stderr.contains("refusing a release build that trusts the DEMO ONLY key")
+                && stderr.contains("OTTER_TRUST_ANCHORS"),
+            "OTTER_DEMO_KEY={refused:?}: a release build without trust anchors must fail:\n{stderr}"
+        );
+    }
+    let (ok, stderr) = check(Some("1"));
+    assert!(
+        ok && stderr.contains("warning") && stderr.contains("trusts the DEMO ONLY key"),
+        "OTTER_DEMO_KEY=1 builds, with a warning:\n{stderr}"
+    );
+}
+
+#[test]
 fn boots_a_valid_image_in_slot_a() {
     let Some(elf) = firmware() else { return };
     let a = signed_image(&DEMO_SEED, Version::new(1, 0, 0), 16 * 1024);
@@ -241,6 +300,28 @@ fn falls_back_to_slot_b_when_slot_a_is_corrupted() {
     assert!(
         run.stdout
             .contains("otter-boot: boot slot B version 1.1.0 (trial)\n"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.status, Some(0));
+}
+
+#[test]
+fn boots_the_best_verified_image_and_reports_a_corrupt_boot_state() {
+    let Some(elf) = firmware() else { return };
+    let a = signed_image(&DEMO_SEED, Version::new(1, 0, 0), 8 * 1024);
+    let b = signed_image(&DEMO_SEED, Version::new(1, 1, 0), 8 * 1024);
+    // Garbage over the whole state partition: page markers and items are unreadable.
+    let garbage: Vec<u8> = (0..flash_map::STATE_LEN)
+        .map(|i| (i as u8).wrapping_mul(37) ^ 0x5a)
+        .collect();
+    let run = boot_with_state(elf, &a, &b, &garbage);
+    assert!(
+        run.stdout
+            .contains("otter-boot: boot state (booting a verified image anyway): ")
+            && run
+                .stdout
+                .contains("otter-boot: boot slot B version 1.1.0\n"),
         "{}",
         run.stdout
     );

@@ -84,8 +84,13 @@ fn run() -> bool {
         Ok(boot) => boot,
         Err(e) => return fail("layout", e),
     };
+    // decide() falls back by itself: a slot or boot-state fault only changes which verified
+    // image boots. It fails only when no image verifies.
     match boot.decide() {
         Ok(d) => {
+            if let Some(e) = d.state_error {
+                warn("boot state (booting a verified image anyway)", e);
+            }
             report_boot(&d);
             // A real board jumps here: set VTOR to the payload's vector table (slot start +
             // 128-byte header), load its stack pointer and branch to its reset handler.
@@ -107,6 +112,12 @@ fn report_boot(d: &BootDecision) {
     );
 }
 
+/// Prints a fault that did not stop the boot.
+#[cfg(feature = "report")]
+fn warn(what: &str, why: impl Display) {
+    cortex_m_semihosting::hprintln!("otter-boot: {}: {}", what, why);
+}
+
 /// Prints why booting stopped; returns `false` for the exit status.
 #[cfg(feature = "report")]
 fn fail(what: &str, why: impl Display) -> bool {
@@ -121,6 +132,14 @@ fn report_boot(d: &BootDecision) {
         otter_boot::Slot::A => "otter-boot: boot slot A\n",
         otter_boot::Slot::B => "otter-boot: boot slot B\n",
     });
+}
+
+/// Probe build: prints what failed, not why.
+#[cfg(not(feature = "report"))]
+fn warn(what: &str, _why: impl Display) {
+    say("otter-boot: ");
+    say(what);
+    say("\n");
 }
 
 /// Probe build: prints what failed, not why; returns `false` for the exit status.

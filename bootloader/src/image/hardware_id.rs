@@ -6,7 +6,10 @@ use super::ImageError;
 
 /// Identifies a board type (e.g. `acme-thermo-v2`). An image only boots on a board whose
 /// bootloader was built with the same id. Stored as 32 bytes, NUL-padded; 1 to 32 characters
-/// of `[A-Za-z0-9._-]` so it is safe in file names and URLs.
+/// of `[A-Za-z0-9._-]` that start and end with a letter or digit, so it is safe as a file name
+/// and as a URL path segment (the server names targets `firmware/<id>/...`): never `.` or
+/// `..`, a hidden file, something a command reads as an option (`-rf`), or a name that a
+/// file system changes (a trailing dot).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HardwareId([u8; HardwareId::LEN]);
 
@@ -28,7 +31,12 @@ impl HardwareId {
         let len = raw.iter().position(|&b| b == 0).unwrap_or(Self::LEN);
         let (text, padding) = raw.split_at(len);
         let allowed = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
-        if text.is_empty() || !text.iter().all(allowed) || padding.iter().any(|&b| b != 0) {
+        let ends_ok = |b: Option<&u8>| b.is_some_and(u8::is_ascii_alphanumeric);
+        if !ends_ok(text.first())
+            || !ends_ok(text.last())
+            || !text.iter().all(allowed)
+            || padding.iter().any(|&b| b != 0)
+        {
             return Err(ImageError::BadHardwareId);
         }
         Ok(Self(raw))
@@ -71,6 +79,33 @@ mod tests {
         let id = HardwareId::new("acme-thermo_v2.1").unwrap();
         assert_eq!(id.as_str(), "acme-thermo_v2.1");
         assert!(HardwareId::new(&"x".repeat(32)).is_ok());
+        assert!(HardwareId::new("a").is_ok());
+        assert!(
+            HardwareId::new("a..b").is_ok(),
+            "dots inside a name are harmless"
+        );
+    }
+
+    #[test]
+    fn refuses_names_that_are_special_as_a_path_or_url_segment() {
+        for bad in [
+            ".", "..", "...", ".hidden", "-rf", "--help", "_x", "board.", "board-", "board_",
+        ] {
+            assert_eq!(
+                HardwareId::new(bad),
+                Err(ImageError::BadHardwareId),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn header_bytes_naming_a_dot_segment_are_refused() {
+        for bad in [&b".."[..], b"."] {
+            let mut raw = [0u8; 32];
+            raw[..bad.len()].copy_from_slice(bad);
+            assert_eq!(HardwareId::from_bytes(raw), Err(ImageError::BadHardwareId));
+        }
     }
 
     #[test]

@@ -49,7 +49,8 @@ pub enum ImageError {
     UnsupportedFormat(u16),
     /// The header length field does not match the format version.
     BadHeaderLength(u16),
-    /// The hardware id is empty, not NUL-padded, or has characters outside `[A-Za-z0-9._-]`.
+    /// The hardware id is empty, not NUL-padded, has characters outside `[A-Za-z0-9._-]`, or
+    /// does not start and end with a letter or digit.
     BadHardwareId,
     /// Flag bits that this format version does not define.
     UnknownFlags(u32),
@@ -96,7 +97,7 @@ impl core::fmt::Display for ImageError {
             }
             Self::BadHardwareId => write!(
                 f,
-                "bad hardware id: expected 1-32 characters of [A-Za-z0-9._-], NUL-padded"
+                "bad hardware id: expected 1-32 characters of [A-Za-z0-9._-], starting and ending with a letter or digit, NUL-padded"
             ),
             Self::UnknownFlags(x) => write!(f, "unknown header flags {x:#010x}"),
             Self::ReservedNotZero => write!(f, "reserved header bytes are not zero"),

@@ -16,6 +16,12 @@
 //! [`SimError::ProgramOverZero`] instead of being silently combined with a bitwise
 //! AND, so that such bugs show up. Re-programming bits that are already 0 as 0 is
 //! allowed, hence [`MultiwriteNorFlash`].
+//!
+//! [`SimFlash::add_bad_region`] marks a byte range whose reads, programs or erases fail
+//! with [`SimError::BadRegion`], for tests of what a device does when part of its flash
+//! goes bad.
+
+mod bad_region;
 
 use core::ops::Range;
 use std::fmt;
@@ -25,6 +31,9 @@ use std::vec::Vec;
 use embedded_storage::nor_flash::{
     ErrorType, MultiwriteNorFlash, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
 };
+
+use bad_region::Access;
+pub use bad_region::{BadRegion, Failing};
 
 /// Value of an erased byte.
 const ERASED: u8 = 0xFF;
@@ -43,6 +52,7 @@ pub struct SimFlash<const WRITE: usize, const ERASE: usize> {
     log: Vec<Op>,
     cut: Option<PowerCut>,
     powered: bool,
+    bad: Vec<BadRegion>,
 }
 
 /// Operation counters, for tests that check how much flash work a routine does.
@@ -155,6 +165,11 @@ pub enum SimError {
     },
     /// Power is off: a cut happened and [`SimFlash::restore_power`] was not called.
     PowerLost,
+    /// The access touches a bad region (see [`SimFlash::add_bad_region`]); nothing changed.
+    BadRegion {
+        /// First byte offset of the access inside the bad region.
+        offset: u32,
+    },
 }
 
 impl fmt::Display for SimError {
@@ -166,6 +181,12 @@ impl fmt::Display for SimError {
                 write!(f, "program would turn a 0 bit into 1 at offset {offset:#x}")
             }
             Self::PowerLost => f.write_str("flash power lost"),
+            Self::BadRegion { offset } => {
+                write!(
+                    f,
+                    "flash access failed in a bad region at offset {offset:#x}"
+                )
+            }
         }
     }
 }
@@ -177,7 +198,9 @@ impl NorFlashError for SimError {
         match self {
             Self::NotAligned => NorFlashErrorKind::NotAligned,
             Self::OutOfBounds => NorFlashErrorKind::OutOfBounds,
-            Self::ProgramOverZero { .. } | Self::PowerLost => NorFlashErrorKind::Other,
+            Self::ProgramOverZero { .. } | Self::PowerLost | Self::BadRegion { .. } => {
+                NorFlashErrorKind::Other
+            }
         }
     }
 }
@@ -227,6 +250,26 @@ impl<const WRITE: usize, const ERASE: usize> SimFlash<WRITE, ERASE> {
             log: Vec::new(),
             cut: None,
             powered: true,
+            bad: Vec::new(),
+        }
+    }
+
+    /// Makes `range` fail the accesses in `fails` from now on, until [`Self::heal`]. A
+    /// failing access changes nothing and, like an invalid one, is not counted as an op.
+    pub fn add_bad_region(&mut self, range: Range<u32>, fails: Failing) {
+        self.bad.push(BadRegion { range, fails });
+    }
+
+    /// Removes every bad region (the flash was replaced, or the fault was transient).
+    pub fn heal(&mut self) {
+        self.bad.clear();
+    }
+
+    /// Fails with `BadRegion` if `access` to `offset..offset + len` touches a bad region.
+    fn check_bad(&self, access: Access, offset: u32, len: usize) -> Result<(), SimError> {
+        match self.bad.iter().find_map(|r| r.hit(access, offset, len)) {
+            Some(offset) => Err(SimError::BadRegion { offset }),
+            None => Ok(()),
         }
     }
 
@@ -332,6 +375,7 @@ impl<const WRITE: usize, const ERASE: usize> SimFlash<WRITE, ERASE> {
         if bytes.is_empty() {
             return Ok(());
         }
+        self.check_bad(Access::Program, offset, bytes.len())?;
 
         let cut = self.begin_op(OpKind::Program, offset, bytes.len());
         let dst = self.data.get_mut(range).ok_or(SimError::OutOfBounds)?;
@@ -390,6 +434,7 @@ impl<const WRITE: usize, const ERASE: usize> SimFlash<WRITE, ERASE> {
         if range.is_empty() {
             return Ok(());
         }
+        self.check_bad(Access::Erase, from, len)?;
 
         let first_sector = range.start / ERASE;
         let cut = self.begin_op(OpKind::Erase, from, len);
@@ -453,6 +498,7 @@ impl<const WRITE: usize, const ERASE: usize> SimFlash<WRITE, ERASE> {
     fn read_into(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), SimError> {
         let range = self.range(offset, bytes.len())?;
         self.check_power()?;
+        self.check_bad(Access::Read, offset, bytes.len())?;
         let src = self.data.get(range).ok_or(SimError::OutOfBounds)?;
         bytes.copy_from_slice(src);
         self.stats.reads = self.stats.reads.saturating_add(1);

@@ -495,3 +495,36 @@ fn async_traits_share_the_same_semantics() {
     assert_eq!(f.bytes()[0], 0xFF);
     assert_eq!(f.ops(), 2);
 }
+
+#[test]
+fn bad_regions_fail_only_the_chosen_accesses_that_touch_them() {
+    let mut f = Flash::new(4);
+    f.write(0, &[0x12; 8]).unwrap();
+    f.add_bad_region(64..96, Failing::READS);
+    f.add_bad_region(128..192, Failing::WRITES);
+    let ops = f.ops();
+    // Reads touching 64..96 fail at the first bad byte; reads around it work.
+    assert_eq!(
+        f.read(60, &mut [0; 8]),
+        Err(SimError::BadRegion { offset: 64 })
+    );
+    assert!(f.read(96, &mut [0; 32]).is_ok());
+    assert!(f.read(0, &mut [0; 64]).is_ok());
+    // Writes there still work: only reads were made to fail.
+    f.write(64, &[0; 4]).unwrap();
+    // Programs and erases touching 128..192 fail and change nothing; reads work.
+    let before = f.bytes().to_vec();
+    assert_eq!(
+        f.write(188, &[0; 4]),
+        Err(SimError::BadRegion { offset: 188 })
+    );
+    assert_eq!(f.erase(64, 192), Err(SimError::BadRegion { offset: 128 }));
+    assert_eq!(f.bytes(), &before[..]);
+    assert!(f.read(128, &mut [0; 64]).is_ok());
+    assert_eq!(f.ops(), ops + 1, "only the good write counts as an op");
+    assert!(f.is_powered(), "a bad region is not a power cut");
+    // Healing removes every bad region.
+    f.heal();
+    f.erase(64, 192).unwrap();
+    assert!(f.read(64, &mut [0; 32]).is_ok());
+}

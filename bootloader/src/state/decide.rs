@@ -1,11 +1,14 @@
 //! What the bootloader does at reset: pick the slot to jump to.
+//!
+//! A fault never stops a boot that a verified image could make: a slot that cannot be read
+//! is treated like one that does not verify, and a boot-state write that fails only changes
+//! which verified image boots (a trial boots only once its attempt is on flash).
 
 use embedded_storage::nor_flash::NorFlash;
 
-use super::{BootControl, BootError, BootState, Outcome, Trial};
+use super::{BootControl, BootError, BootState, Outcome, StateError, Trial};
 use crate::image::Header;
 use crate::layout::Slot;
-use crate::verify::VerifyError;
 
 /// The slot to jump to, with its verified header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,6 +19,10 @@ pub struct BootDecision {
     pub header: Header,
     /// Whether it boots on trial (the agent must confirm it, or it is abandoned).
     pub trial: bool,
+    /// Set when the boot state could not be read, or what this decision should have
+    /// recorded could not be written. The decision still stands (its image verified), but
+    /// the state partition needs repair: the agent rebuilds an unreadable one.
+    pub state_error: Option<StateError>,
 }
 
 impl<A: NorFlash, B: NorFlash, S: NorFlash> BootControl<'_, A, B, S> {
@@ -24,68 +31,90 @@ impl<A: NorFlash, B: NorFlash, S: NorFlash> BootControl<'_, A, B, S> {
     ///
     /// 1. A trial with attempts left whose image verifies: count the attempt, boot it.
     /// 2. A trial out of attempts: record the rollback, go on with the confirmed slot.
-    /// 3. A trial that does not verify: record the rejection, go on with the confirmed slot.
+    /// 3. A trial that does not verify or cannot be read: record the rejection, go on with
+    ///    the confirmed slot.
     /// 4. The confirmed slot, if it verifies.
     /// 5. Otherwise the other slot, if it verifies, on trial without attempts (the agent may
     ///    confirm it; the fall-back is recorded).
     /// 6. Otherwise [`BootError::NoBootableImage`].
     ///
-    /// If the state cannot be read at all, the best verifying slot boots and nothing is
-    /// written (see [`Self::decide_without_state`]).
+    /// A trial whose attempt cannot be recorded does not boot (it could boot without
+    /// limit); the confirmed slot does instead. Any other record that cannot be written is
+    /// skipped, and the decision carries the error in [`BootDecision::state_error`]. If the
+    /// state cannot be read at all, the best verifying slot boots and nothing is written
+    /// (see [`Self::decide_without_state`]).
     pub fn decide(&mut self) -> Result<BootDecision, BootError> {
         let mut state = match self.load() {
             Ok(state) => state.unwrap_or_default(),
-            Err(_) => return self.decide_without_state(),
+            Err(e) => {
+                let decision = self.decide_without_state()?;
+                return Ok(BootDecision {
+                    state_error: Some(e),
+                    ..decision
+                });
+            }
         };
-        if let Some(trial) = state.trial
-            && let Some(decision) = self.try_trial(&mut state, trial)?
-        {
-            return Ok(decision);
+        let mut state_error = None;
+        if let Some(trial) = state.trial {
+            match self.try_trial(&mut state, trial) {
+                Ok(Some(decision)) => return Ok(decision),
+                Ok(None) => {}
+                Err(e) => state_error = Some(e),
+            }
         }
-        self.boot_confirmed(state)
+        self.boot_confirmed(state, state_error)
     }
 
-    /// Boots the trial slot if it may and can; otherwise ends the trial in `state` (saved).
+    /// Boots the trial slot if it may and can; otherwise ends the trial in `state` and
+    /// records that. `Err` means a record failed: the trial does not boot.
     fn try_trial(
         &mut self,
         state: &mut BootState,
         trial: Trial,
-    ) -> Result<Option<BootDecision>, BootError> {
+    ) -> Result<Option<BootDecision>, StateError> {
         state.trial = None;
         if trial.attempts_left == 0 {
             state.last_outcome = Outcome::RolledBack {
                 from: trial.version,
             };
-            self.save(state)?;
+            self.record(state)?;
             return Ok(None);
         }
         match self.verify_slot(trial.slot, state.min_security_counter) {
             Ok(header) => {
-                state.trial = Some(Trial {
+                let mut counted = *state;
+                counted.trial = Some(Trial {
                     attempts_left: trial.attempts_left - 1,
                     started: true,
                     ..trial
                 });
-                self.save(state)?;
+                self.record(&counted)?;
+                *state = counted;
                 Ok(Some(BootDecision {
                     slot: trial.slot,
                     header,
                     trial: true,
+                    state_error: None,
                 }))
             }
-            Err(VerifyError::Flash(e)) => Err(BootError::Verify(VerifyError::Flash(e))),
             Err(e) => {
                 state.last_outcome = Outcome::TrialRejected {
                     version: trial.version,
                     reason: e.failure(),
                 };
-                self.save(state)?;
+                self.record(state)?;
                 Ok(None)
             }
         }
     }
 
-    fn boot_confirmed(&mut self, mut state: BootState) -> Result<BootDecision, BootError> {
+    /// Boots the confirmed slot, or falls back to the other one; `state_error` is an earlier
+    /// record that failed, passed on in the decision.
+    fn boot_confirmed(
+        &mut self,
+        mut state: BootState,
+        state_error: Option<StateError>,
+    ) -> Result<BootDecision, BootError> {
         let slot = state.confirmed;
         let confirmed = match self.verify_slot(slot, state.min_security_counter) {
             Ok(header) => {
@@ -93,9 +122,9 @@ impl<A: NorFlash, B: NorFlash, S: NorFlash> BootControl<'_, A, B, S> {
                     slot,
                     header,
                     trial: false,
+                    state_error,
                 });
             }
-            Err(VerifyError::Flash(e)) => return Err(BootError::Verify(VerifyError::Flash(e))),
             Err(e) => e,
         };
         let other = slot.other();
@@ -111,12 +140,27 @@ impl<A: NorFlash, B: NorFlash, S: NorFlash> BootControl<'_, A, B, S> {
         state.last_outcome = Outcome::FellBack {
             reason: confirmed.failure(),
         };
-        self.save(&state)?;
+        // The only verified image boots even if the fall-back cannot be recorded.
+        let recorded = self.record(&state).err();
         Ok(BootDecision {
             slot: other,
             header,
             trial: true,
+            state_error: recorded.or(state_error),
         })
+    }
+
+    /// Saves `state`. A save that reports failure counts as done if reading the partition
+    /// back finds exactly `state` (a write can fail after the record itself is on flash),
+    /// so a decision always follows what the flash holds.
+    fn record(&mut self, state: &BootState) -> Result<(), StateError> {
+        match self.save(state) {
+            Ok(()) => Ok(()),
+            Err(e) => match self.load() {
+                Ok(Some(stored)) if stored == *state => Ok(()),
+                _ => Err(e),
+            },
+        }
     }
 
     /// Last resort when the state partition is unreadable: boot the verifying slot with the
@@ -138,6 +182,7 @@ impl<A: NorFlash, B: NorFlash, S: NorFlash> BootControl<'_, A, B, S> {
             slot,
             header,
             trial: false,
+            state_error: None,
         })
     }
 }

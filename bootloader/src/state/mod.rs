@@ -1,6 +1,7 @@
 //! The boot state API, shared by both sides so they cannot drift: the device side (the
 //! agent) calls [`BootControl::request_trial`], [`BootControl::confirm`] and
-//! [`BootControl::status`]; the bootloader calls [`BootControl::decide`] at every reset.
+//! [`BootControl::status`], and [`BootControl::rebuild_state`] when the state is unreadable;
+//! the bootloader calls [`BootControl::decide`] at every reset.
 //!
 //! Rules kept here:
 //! - a slot is booted only after it verifies (hash, signature, hardware id, counter);
@@ -9,6 +10,7 @@
 //! - confirming raises the anti-rollback floor to the confirmed image's security counter.
 
 mod decide;
+mod rebuild;
 mod record;
 mod store;
 
@@ -51,6 +53,8 @@ pub enum BootError {
     TrialInProgress,
     /// `request_trial` of the confirmed slot (it would overwrite the fallback).
     SlotIsConfirmed,
+    /// `rebuild_state` while the boot state reads fine (there is nothing to repair).
+    StateReadable,
     /// Neither slot verifies: the device needs recovery. Never a jump into garbage.
     NoBootableImage {
         /// Why the confirmed slot was refused.
@@ -85,6 +89,12 @@ impl fmt::Display for BootError {
                 )
             }
             Self::SlotIsConfirmed => write!(f, "the confirmed slot cannot be put on trial"),
+            Self::StateReadable => {
+                write!(
+                    f,
+                    "the boot state is readable; only an unreadable one is rebuilt"
+                )
+            }
             Self::NoBootableImage { confirmed, other } => write!(
                 f,
                 "no bootable image: confirmed slot: {confirmed}; other slot: {other}"

@@ -41,7 +41,7 @@ pub async fn register(
     let key = parse_key(&request.public_key)?;
     HardwareId::new(&request.hardware_id).map_err(|_| {
         ApiError::Unprocessable(
-            "hardware_id: 1 to 32 characters of letters, digits, '.', '_' or '-'".into(),
+            "hardware_id: 1 to 32 characters of letters, digits, '.', '_' or '-', starting and ending with a letter or digit".into(),
         )
     })?;
     let serial = request.serial.trim();
