@@ -9,7 +9,7 @@ use otter_boot::image::Header;
 use otter_boot::layout::Slot;
 use otter_keys::targets::{DELTA_COMPRESSION, DeltaInfo};
 
-use crate::device::{Device, DeviceError};
+use crate::device::{Device, DeviceError, WritableSlot};
 use crate::patch::{self, ApplyStats};
 use crate::tuf_client::TargetEntry;
 
@@ -39,9 +39,6 @@ pub enum InstallError {
     /// The patch is malformed or does not fit.
     #[error("applying the delta: {0}")]
     Patch(String),
-    /// Writing the slot failed.
-    #[error("writing the slot: {0}")]
-    Write(String),
     /// The image is larger than the slot.
     #[error("the image ({length} bytes) does not fit slot {slot:?} ({size} bytes)")]
     DoesNotFit {
@@ -67,7 +64,7 @@ pub fn apply_delta(
     running: Slot,
     running_length: u32,
     running_sha256: &[u8; 32],
-    target: Slot,
+    target: &WritableSlot,
     info: &DeltaInfo,
     patch_file: &Path,
 ) -> Result<ApplyStats, InstallError> {
@@ -79,7 +76,7 @@ pub fn apply_delta(
     if info.compression != DELTA_COMPRESSION {
         return Err(InstallError::Compression(info.compression.clone()));
     }
-    fits(device, target, info.to_length)?;
+    fits(device, target.slot(), info.to_length)?;
     let file = std::fs::File::open(patch_file).map_err(|source| InstallError::Read {
         what: "the delta",
         source,
@@ -90,19 +87,18 @@ pub fn apply_delta(
     let mut sink = device.slot_writer(target)?;
     let stats = patch::apply(reader, old, &mut sink, info.to_length)
         .map_err(|e| InstallError::Patch(e.to_string()))?;
-    sink.finish()
-        .map_err(|e| InstallError::Write(e.to_string()))?;
+    sink.finish()?;
     Ok(stats)
 }
 
 /// Copies a downloaded full image into `target`.
 pub fn copy_full(
     device: &Device,
-    target: Slot,
+    target: &WritableSlot,
     image: &Path,
     length: u64,
 ) -> Result<(), InstallError> {
-    fits(device, target, length)?;
+    fits(device, target.slot(), length)?;
     let read = |source| InstallError::Read {
         what: "the image",
         source,
@@ -115,11 +111,9 @@ pub fn copy_full(
         if n == 0 {
             break;
         }
-        sink.write(buf.get(..n).unwrap_or_default())
-            .map_err(|e| InstallError::Write(e.to_string()))?;
+        sink.write(buf.get(..n).unwrap_or_default())?;
     }
-    sink.finish()
-        .map_err(|e| InstallError::Write(e.to_string()))?;
+    sink.finish()?;
     Ok(())
 }
 
