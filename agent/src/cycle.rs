@@ -11,6 +11,7 @@ use otter_keys::wire::{CheckIn, Event, SlotReport};
 use crate::agent::Agent;
 use crate::device::DeviceError;
 use crate::download::{self, DownloadError, Options};
+use crate::header_policy::Expected;
 use crate::install::{self, InstallError};
 use crate::messages::{MessageError, unix_now};
 use crate::select::{self, Plan, Running, SelectError};
@@ -226,8 +227,15 @@ impl Agent {
             .writable(crate::device::other(running_slot))
             .map_err(at("install"))?;
         let target_slot = target.slot();
+        let expected = Expected {
+            planned: plan.version,
+            running: running.header.version,
+            running_counter: running.header.security_counter,
+            min_security_counter: status.min_security_counter,
+            hardware_id,
+        };
         let written = self
-            .install(&repo, &plan, (running_slot, &running), &target)
+            .install(&repo, &plan, (running_slot, &running), &target, &expected)
             .await;
         let downloaded = match written {
             Ok(result) => result,
@@ -273,6 +281,7 @@ impl Agent {
         plan: &Plan,
         (running_slot, running): (Slot, &crate::device::SlotImage),
         target: &crate::device::WritableSlot,
+        expected: &Expected,
     ) -> Result<(u64, bool), CycleError> {
         let mut downloaded = 0;
         if let Some((delta, info)) = &plan.delta {
@@ -289,11 +298,19 @@ impl Agent {
                     &path,
                 )
                 .map_err(at("install"))?;
-                install::verify_written(&self.device, target.slot(), &plan.full)
+                install::verify_written(&self.device, target.slot(), &plan.full, expected)
                     .map_err(at("verify"))
             };
             match attempt.await {
                 Ok(_) => return Ok((downloaded, true)),
+                // The patch produced the signed bytes: the full image is the same refused image.
+                Err(
+                    e @ CycleError {
+                        source:
+                            StepError::Install(InstallError::Verify(_) | InstallError::Header(_)),
+                        ..
+                    },
+                ) => return Err(e),
                 Err(e) => {
                     tracing::warn!(error = %e, "delta failed; falling back to the full image");
                 }
@@ -302,7 +319,8 @@ impl Agent {
         let (path, n) = self.download(repo, &plan.full).await?;
         downloaded += n;
         install::copy_full(&self.device, target, &path, plan.full.length).map_err(at("install"))?;
-        install::verify_written(&self.device, target.slot(), &plan.full).map_err(at("verify"))?;
+        install::verify_written(&self.device, target.slot(), &plan.full, expected)
+            .map_err(at("verify"))?;
         Ok((downloaded, false))
     }
 

@@ -1,6 +1,7 @@
 //! Steps 7 and 8: write the new image into the inactive slot — by patching from the running
 //! slot, streaming, or by copying the full image — then check the written slot against TUF
-//! (length, SHA-256) and the vendor's signature with otter-boot's verifier.
+//! (length, SHA-256) and the vendor's signature with otter-boot's verifier, and the signed
+//! header against the plan ([`crate::header_policy`]).
 
 use std::io::Read;
 use std::path::Path;
@@ -10,6 +11,7 @@ use otter_boot::layout::Slot;
 use otter_keys::targets::{DELTA_COMPRESSION, DeltaInfo};
 
 use crate::device::{Device, DeviceError, WritableSlot};
+use crate::header_policy::{self, Expected, HeaderError};
 use crate::patch::{self, ApplyStats};
 use crate::tuf_client::TargetEntry;
 
@@ -55,6 +57,9 @@ pub enum InstallError {
     /// The written image does not verify for this board.
     #[error("the written image does not verify: {0}")]
     Verify(String),
+    /// The vendor-signed header contradicts the plan or would move the device backwards.
+    #[error("the written image is refused: {0}")]
+    Header(#[from] HeaderError),
 }
 
 /// Patches the running slot's image (`running_length` bytes, hash checked by the caller
@@ -117,11 +122,13 @@ pub fn copy_full(
     Ok(())
 }
 
-/// Step 8: the slot holds exactly the TUF target, and otter-boot accepts it for this board.
+/// Step 8: the slot holds exactly the TUF target, otter-boot accepts it for this board, and
+/// its signed header is what was planned and moves the device forward.
 pub fn verify_written(
     device: &Device,
     target: Slot,
     full: &TargetEntry,
+    expected: &Expected,
 ) -> Result<Header, InstallError> {
     let length = u32::try_from(full.length).map_err(|_| InstallError::HashMismatch)?;
     if device.hash_slot(target, length)? != full.sha256 {
@@ -136,6 +143,7 @@ pub fn verify_written(
             image.length, full.length
         )));
     }
+    header_policy::check(&image.header, expected)?;
     device.sync()?;
     Ok(image.header)
 }

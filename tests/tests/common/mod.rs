@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod smuggle;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
