@@ -11,6 +11,7 @@ use otter_keys::wire::{CheckIn, Event, SlotReport};
 use crate::agent::Agent;
 use crate::device::DeviceError;
 use crate::download::{self, DownloadError, Options};
+use crate::header_policy::Expected;
 use crate::install::{self, InstallError};
 use crate::messages::{MessageError, unix_now};
 use crate::select::{self, Plan, Running, SelectError};
@@ -26,6 +27,12 @@ pub enum Outcome {
     },
     /// An update is installed and on trial; it boots at the next reset.
     WaitingForReboot {
+        /// The version on trial.
+        version: Version,
+    },
+    /// A trial image runs unconfirmed: no install starts until it is confirmed or the
+    /// bootloader rolls it back (writing now could only hit the confirmed slot).
+    TrialUnconfirmed {
         /// The version on trial.
         version: Version,
     },
@@ -51,6 +58,10 @@ impl fmt::Display for Outcome {
             Self::WaitingForReboot { version } => {
                 write!(f, "{version} is installed and waits for a reboot")
             }
+            Self::TrialUnconfirmed { version } => write!(
+                f,
+                "{version} runs on trial, unconfirmed; no update until it is confirmed or rolled back"
+            ),
             Self::Installed {
                 version,
                 slot,
@@ -172,6 +183,11 @@ impl Agent {
         let assignment = answer
             .verify(&director, &self.identity.device_id, counter, unix_now())
             .map_err(at("assignment"))?;
+        if let Some(trial) = status.trial.filter(|t| t.started) {
+            return Ok(Outcome::TrialUnconfirmed {
+                version: trial.version,
+            });
+        }
         let Some(assigned) = &assignment.target else {
             return Ok(Outcome::UpToDate {
                 version: running.header.version,
@@ -206,14 +222,25 @@ impl Agent {
         .map_err(at("select"))?;
 
         // 6–8. Download, write the inactive slot, verify it; a delta falls back to full.
-        let target_slot = crate::device::other(running_slot);
+        let target = self
+            .device
+            .writable(crate::device::other(running_slot))
+            .map_err(at("install"))?;
+        let target_slot = target.slot();
+        let expected = Expected {
+            planned: plan.version,
+            running: running.header.version,
+            running_counter: running.header.security_counter,
+            min_security_counter: status.min_security_counter,
+            hardware_id,
+        };
         let written = self
-            .install(&repo, &plan, running_slot, &running, target_slot)
+            .install(&repo, &plan, (running_slot, &running), &target, &expected)
             .await;
         let downloaded = match written {
             Ok(result) => result,
             Err(e) => {
-                if let Err(invalidate) = self.device.invalidate(target_slot) {
+                if let Err(invalidate) = self.device.invalidate(&target) {
                     tracing::error!(error = %invalidate, "could not invalidate the inactive slot");
                 }
                 return Err(e);
@@ -252,9 +279,9 @@ impl Agent {
         &self,
         repo: &crate::tuf_client::Refreshed,
         plan: &Plan,
-        running_slot: Slot,
-        running: &crate::device::SlotImage,
-        target_slot: Slot,
+        (running_slot, running): (Slot, &crate::device::SlotImage),
+        target: &crate::device::WritableSlot,
+        expected: &Expected,
     ) -> Result<(u64, bool), CycleError> {
         let mut downloaded = 0;
         if let Some((delta, info)) = &plan.delta {
@@ -266,15 +293,24 @@ impl Agent {
                     running_slot,
                     running.length,
                     &running.sha256,
-                    target_slot,
+                    target,
                     info,
                     &path,
                 )
                 .map_err(at("install"))?;
-                install::verify_written(&self.device, target_slot, &plan.full).map_err(at("verify"))
+                install::verify_written(&self.device, target.slot(), &plan.full, expected)
+                    .map_err(at("verify"))
             };
             match attempt.await {
                 Ok(_) => return Ok((downloaded, true)),
+                // The patch produced the signed bytes: the full image is the same refused image.
+                Err(
+                    e @ CycleError {
+                        source:
+                            StepError::Install(InstallError::Verify(_) | InstallError::Header(_)),
+                        ..
+                    },
+                ) => return Err(e),
                 Err(e) => {
                     tracing::warn!(error = %e, "delta failed; falling back to the full image");
                 }
@@ -282,9 +318,9 @@ impl Agent {
         }
         let (path, n) = self.download(repo, &plan.full).await?;
         downloaded += n;
-        install::copy_full(&self.device, target_slot, &path, plan.full.length)
-            .map_err(at("install"))?;
-        install::verify_written(&self.device, target_slot, &plan.full).map_err(at("verify"))?;
+        install::copy_full(&self.device, target, &path, plan.full.length).map_err(at("install"))?;
+        install::verify_written(&self.device, target.slot(), &plan.full, expected)
+            .map_err(at("verify"))?;
         Ok((downloaded, false))
     }
 

@@ -16,6 +16,10 @@ use crate::config::{Config, FlashConfig};
 use crate::flash::{FileFlash, FileFlashError};
 use crate::patch::{FlashRegion, OldImage};
 
+mod writable;
+
+pub use writable::{SlotSink, WritableSlot};
+
 /// Why the device's flash or boot state could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
@@ -28,6 +32,14 @@ pub enum DeviceError {
     /// otter-boot refused an operation.
     #[error("boot state: {0}")]
     Boot(BootError),
+    /// Write access to this slot is refused: it holds an image the device depends on.
+    #[error("refusing to write slot {slot:?}: {why}")]
+    NotWritable {
+        /// The slot.
+        slot: Slot,
+        /// What it is (the confirmed or the running slot).
+        why: &'static str,
+    },
     /// The slot holds no image that verifies.
     #[error("slot {slot:?}: {why}")]
     Slot {
@@ -89,8 +101,9 @@ impl Device {
         &self.layout
     }
 
-    /// otter-boot's control over the slots and state.
-    pub fn control(&self) -> Result<Control<'_>, DeviceError> {
+    /// otter-boot's control over the slots and state. Crate-private: its flash handles
+    /// could write any slot, so writes go through [`Device::slot_writer`] only.
+    pub(crate) fn control(&self) -> Result<Control<'_>, DeviceError> {
         BootControl::new(
             self.layout,
             Shared::new(&self.flash),
@@ -146,7 +159,8 @@ impl Device {
     }
 
     /// Random-access reader of the first `length` bytes of `slot` (the old image of a patch).
-    pub fn slot_region(
+    /// Crate-private for the same reason as [`Device::control`].
+    pub(crate) fn slot_region(
         &self,
         slot: Slot,
         length: u32,
@@ -172,42 +186,6 @@ impl Device {
             at: 0,
             len: u64::from(length),
         })
-    }
-
-    /// A writer filling `slot` from its start (erasing sectors as it reaches them).
-    pub fn slot_writer(
-        &self,
-        slot: Slot,
-    ) -> Result<crate::flash::SlotWriter<Shared<'_, FileFlash>>, DeviceError> {
-        crate::flash::SlotWriter::new(Shared::new(&self.flash), self.layout.slot(slot)).map_err(
-            |e| DeviceError::Slot {
-                slot,
-                why: e.to_string(),
-            },
-        )
-    }
-
-    /// Makes `slot` unbootable by erasing its first sector (its header). Used when an
-    /// install fails part-way; never called on the running or confirmed slot.
-    pub fn invalidate(&self, slot: Slot) -> Result<(), DeviceError> {
-        let status = self.status()?;
-        if slot == status.confirmed || slot == status.running() {
-            return Err(DeviceError::Slot {
-                slot,
-                why: "refusing to invalidate the running or confirmed slot".into(),
-            });
-        }
-        let mut writer = self.slot_writer(slot)?;
-        // Writing one erased word makes the writer erase the first sector: the header is gone.
-        writer.write(&[0xFF; 4]).map_err(|e| DeviceError::Slot {
-            slot,
-            why: e.to_string(),
-        })?;
-        writer.finish().map_err(|e| DeviceError::Slot {
-            slot,
-            why: e.to_string(),
-        })?;
-        Ok(())
     }
 
     /// Flushes the flash file to disk.

@@ -1,6 +1,7 @@
 //! Steps 7 and 8: write the new image into the inactive slot — by patching from the running
 //! slot, streaming, or by copying the full image — then check the written slot against TUF
-//! (length, SHA-256) and the vendor's signature with otter-boot's verifier.
+//! (length, SHA-256) and the vendor's signature with otter-boot's verifier, and the signed
+//! header against the plan ([`crate::header_policy`]).
 
 use std::io::Read;
 use std::path::Path;
@@ -9,7 +10,8 @@ use otter_boot::image::Header;
 use otter_boot::layout::Slot;
 use otter_keys::targets::{DELTA_COMPRESSION, DeltaInfo};
 
-use crate::device::{Device, DeviceError};
+use crate::device::{Device, DeviceError, WritableSlot};
+use crate::header_policy::{self, Expected, HeaderError};
 use crate::patch::{self, ApplyStats};
 use crate::tuf_client::TargetEntry;
 
@@ -39,9 +41,6 @@ pub enum InstallError {
     /// The patch is malformed or does not fit.
     #[error("applying the delta: {0}")]
     Patch(String),
-    /// Writing the slot failed.
-    #[error("writing the slot: {0}")]
-    Write(String),
     /// The image is larger than the slot.
     #[error("the image ({length} bytes) does not fit slot {slot:?} ({size} bytes)")]
     DoesNotFit {
@@ -58,6 +57,9 @@ pub enum InstallError {
     /// The written image does not verify for this board.
     #[error("the written image does not verify: {0}")]
     Verify(String),
+    /// The vendor-signed header contradicts the plan or would move the device backwards.
+    #[error("the written image is refused: {0}")]
+    Header(#[from] HeaderError),
 }
 
 /// Patches the running slot's image (`running_length` bytes, hash checked by the caller
@@ -67,7 +69,7 @@ pub fn apply_delta(
     running: Slot,
     running_length: u32,
     running_sha256: &[u8; 32],
-    target: Slot,
+    target: &WritableSlot,
     info: &DeltaInfo,
     patch_file: &Path,
 ) -> Result<ApplyStats, InstallError> {
@@ -79,7 +81,7 @@ pub fn apply_delta(
     if info.compression != DELTA_COMPRESSION {
         return Err(InstallError::Compression(info.compression.clone()));
     }
-    fits(device, target, info.to_length)?;
+    fits(device, target.slot(), info.to_length)?;
     let file = std::fs::File::open(patch_file).map_err(|source| InstallError::Read {
         what: "the delta",
         source,
@@ -90,19 +92,18 @@ pub fn apply_delta(
     let mut sink = device.slot_writer(target)?;
     let stats = patch::apply(reader, old, &mut sink, info.to_length)
         .map_err(|e| InstallError::Patch(e.to_string()))?;
-    sink.finish()
-        .map_err(|e| InstallError::Write(e.to_string()))?;
+    sink.finish()?;
     Ok(stats)
 }
 
 /// Copies a downloaded full image into `target`.
 pub fn copy_full(
     device: &Device,
-    target: Slot,
+    target: &WritableSlot,
     image: &Path,
     length: u64,
 ) -> Result<(), InstallError> {
-    fits(device, target, length)?;
+    fits(device, target.slot(), length)?;
     let read = |source| InstallError::Read {
         what: "the image",
         source,
@@ -115,19 +116,19 @@ pub fn copy_full(
         if n == 0 {
             break;
         }
-        sink.write(buf.get(..n).unwrap_or_default())
-            .map_err(|e| InstallError::Write(e.to_string()))?;
+        sink.write(buf.get(..n).unwrap_or_default())?;
     }
-    sink.finish()
-        .map_err(|e| InstallError::Write(e.to_string()))?;
+    sink.finish()?;
     Ok(())
 }
 
-/// Step 8: the slot holds exactly the TUF target, and otter-boot accepts it for this board.
+/// Step 8: the slot holds exactly the TUF target, otter-boot accepts it for this board, and
+/// its signed header is what was planned and moves the device forward.
 pub fn verify_written(
     device: &Device,
     target: Slot,
     full: &TargetEntry,
+    expected: &Expected,
 ) -> Result<Header, InstallError> {
     let length = u32::try_from(full.length).map_err(|_| InstallError::HashMismatch)?;
     if device.hash_slot(target, length)? != full.sha256 {
@@ -142,6 +143,7 @@ pub fn verify_written(
             image.length, full.length
         )));
     }
+    header_policy::check(&image.header, expected)?;
     device.sync()?;
     Ok(image.header)
 }

@@ -5,7 +5,8 @@
 //! The cycle reads like the list of its steps (see [`cycle`]): signed check-in
 //! ([`messages`]), the director's assignment, TUF refresh ([`tuf_client`]), choosing the
 //! target and a delta ([`select`]), resumable download ([`download`]), streaming install
-//! and verification of the inactive slot ([`install`], [`patch`], [`flash`], [`device`]),
+//! and verification of the inactive slot ([`install`], [`patch`], [`flash`], [`device`],
+//! [`header_policy`]),
 //! trial request and reboot; after the reboot, health checks and confirmation
 //! ([`after_boot`], [`health`]). [`boot_state`] rebuilds a damaged boot state,
 //! [`provision`] registers a device, [`status`] shows it, [`sim`] stands in for the factory
@@ -22,6 +23,7 @@ mod daemon;
 pub mod device;
 pub mod download;
 pub mod flash;
+pub mod header_policy;
 pub mod health;
 pub mod install;
 pub mod messages;

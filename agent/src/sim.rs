@@ -17,7 +17,8 @@ pub fn write_factory_image(device: &Device, image: &Path) -> Result<(), InstallE
             source,
         })?
         .len();
-    install::copy_full(device, Slot::A, image, length)?;
+    let slot = device.factory_slot()?;
+    install::copy_full(device, &slot, image, length)?;
     device
         .slot_image(Slot::A)
         .map_err(|e| InstallError::Verify(e.to_string()))?;

@@ -6,6 +6,7 @@
 mod common;
 
 use common::proxy::Proxy;
+use common::smuggle::{sha256, smuggle_release};
 use common::{BOARD, Fleet, firmware, next_release, sign_with};
 use otter_agent::cycle::Outcome;
 use otter_agent::{AfterBoot, Agent};
@@ -336,46 +337,4 @@ async fn refusals_leave_the_running_slot_untouched() {
         "{timeline:?}"
     );
     fleet.stop().await;
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).into()
-}
-
-/// Inserts a release behind the publish API's back (as a compromised server could) and
-/// re-signs TUF metadata so the repository lists it.
-async fn smuggle_release(fleet: &Fleet, version: &str, image: &[u8]) {
-    let sha = sha256(image);
-    let staged = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(staged.path(), image).unwrap();
-    fleet
-        .state
-        .blobs
-        .put_file(&sha, staged.path())
-        .await
-        .unwrap();
-    let v: otter_boot::image::Version = version.parse().unwrap();
-    sqlx_insert(fleet, v, &sha, image.len()).await;
-    fleet.state.tuf.targets_changed().await.unwrap();
-}
-
-async fn sqlx_insert(fleet: &Fleet, v: otter_boot::image::Version, sha: &[u8; 32], len: usize) {
-    sqlx::query(
-        "INSERT INTO releases (id, hardware_id, version, major, minor, patch, security_counter, \
-         key_id, sha256, length, target_name, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, 1, 'x', $7, $8, $9, 0)",
-    )
-    .bind(otter_server::db::new_id("rel"))
-    .bind(BOARD)
-    .bind(v.to_string())
-    .bind(i64::from(v.major))
-    .bind(i64::from(v.minor))
-    .bind(i64::from(v.patch))
-    .bind(hex::encode(sha))
-    .bind(len as i64)
-    .bind(otter_keys::targets::image_target_name(BOARD, v))
-    .execute(fleet.state.db.pool())
-    .await
-    .unwrap();
 }

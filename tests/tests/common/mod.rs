@@ -5,6 +5,7 @@
 
 pub mod hostile;
 pub mod proxy;
+pub mod smuggle;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
