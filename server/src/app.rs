@@ -1,11 +1,9 @@
 //! Opening the server (data dir, database, keys, storage, TUF) and serving it until shutdown.
 
+use axum::Router;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
-
-use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -102,20 +100,15 @@ impl App {
     }
 
     /// Serves plain HTTP on `listener` (directly, or behind a TLS-terminating proxy) with the
-    /// background tasks, until `shutdown`; in-flight requests finish first.
+    /// background tasks, until `shutdown`; in-flight requests get the configured shutdown
+    /// deadline.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> Result<(), StartError> {
-        let addr = local_addr(listener.local_addr());
-        let tasks = self.spawn_background(&shutdown);
-        let router = self.router();
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await;
-        self.wind_down(&shutdown, tasks).await;
-        result.map_err(|source| StartError::Serve { addr, source })
+        self.serve_with(listener, None, shutdown).await;
+        Ok(())
     }
 
     /// Serves HTTPS with rustls on `listener` until `shutdown`.
@@ -131,27 +124,27 @@ impl App {
             addr: addr.clone(),
             source,
         };
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
-            .await
-            .map_err(serve_err)?;
+        let tls = crate::listen::acceptor(&cert, &key)
+            .map_err(|e| serve_err(std::io::Error::other(e)))?;
+        let listener = TcpListener::from_std(listener).map_err(serve_err)?;
+        self.serve_with(listener, Some(tls), shutdown).await;
+        Ok(())
+    }
+
+    async fn serve_with(
+        self,
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        shutdown: CancellationToken,
+    ) {
         let tasks = self.spawn_background(&shutdown);
-        let handle = axum_server::Handle::new();
-        let stopper = {
-            let handle = handle.clone();
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                shutdown.cancelled().await;
-                handle.graceful_shutdown(Some(Duration::from_secs(30)));
-            })
+        let routers = crate::listen::Routers {
+            full: self.router(),
+            reserve: crate::api::reserve_router(self.state.clone()),
         };
-        let result = axum_server::from_tcp_rustls(listener, tls)
-            .handle(handle)
-            .serve(self.router().into_make_service())
-            .await;
-        let _ = stopper.await;
+        let limits = self.state.config.serve;
+        crate::listen::serve(listener, tls, routers, limits, shutdown.clone()).await;
         self.wind_down(&shutdown, tasks).await;
-        result.map_err(serve_err)
     }
 
     /// After the listener stopped: stops the background tasks, waits for them, closes the

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::listen::ServeLimits;
+
 /// Log output format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -74,6 +76,27 @@ pub struct ConfigArgs {
     /// Largest accepted difference between a device's clock and ours [default: 10m].
     #[arg(long, env = "OTTER_MAX_CLOCK_SKEW", value_name = "DURATION")]
     pub max_clock_skew: Option<String>,
+    /// Time from a connection's start, or the end of its previous response, to a complete
+    /// request head; also how long an idle keep-alive connection stays open [default: 20s].
+    #[arg(long, env = "OTTER_HEADER_READ_TIMEOUT", value_name = "DURATION")]
+    pub header_read_timeout: Option<String>,
+    /// Time a request body may take before --body-min-rate applies; a slower body is
+    /// answered 408 [default: 30s].
+    #[arg(long, env = "OTTER_BODY_TIMEOUT", value_name = "DURATION")]
+    pub body_timeout: Option<String>,
+    /// Bytes per second a request body must average after --body-timeout [default: 1KiB].
+    #[arg(long, env = "OTTER_BODY_MIN_RATE", value_name = "SIZE")]
+    pub body_min_rate: Option<String>,
+    /// Connections served at once (capped below the file descriptor limit) [default: 1024].
+    #[arg(long, env = "OTTER_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Extra connections kept for /healthz and /metrics once --max-connections are open
+    /// [default: 32].
+    #[arg(long, env = "OTTER_RESERVE_CONNECTIONS", value_name = "N")]
+    pub reserve_connections: Option<usize>,
+    /// How long shutdown waits for in-flight requests before closing them [default: 30s].
+    #[arg(long, env = "OTTER_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
+    pub shutdown_timeout: Option<String>,
 }
 
 /// The TOML file: the same settings, all optional.
@@ -96,6 +119,12 @@ struct FileConfig {
     targets_expiry: Option<String>,
     assignment_ttl: Option<String>,
     max_clock_skew: Option<String>,
+    header_read_timeout: Option<String>,
+    body_timeout: Option<String>,
+    body_min_rate: Option<String>,
+    max_connections: Option<usize>,
+    reserve_connections: Option<usize>,
+    shutdown_timeout: Option<String>,
 }
 
 /// The resolved configuration.
@@ -131,6 +160,8 @@ pub struct Config {
     pub assignment_ttl: Duration,
     /// Device clock tolerance.
     pub max_clock_skew: Duration,
+    /// Timeouts and connection limits of the listener.
+    pub serve: ServeLimits,
 }
 
 /// Why the configuration is unusable.
@@ -183,6 +214,7 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let serve = serve_limits(args, &file)?;
         let data_dir = pick(args.data_dir.clone(), file.data_dir)
             .unwrap_or_else(|| PathBuf::from("otter-data"));
         let database_url =
@@ -259,9 +291,51 @@ impl Config {
                 pick(args.max_clock_skew.clone(), file.max_clock_skew),
                 "10m",
             )?,
+            serve,
             data_dir,
         })
     }
+}
+
+fn serve_limits(args: &ConfigArgs, file: &FileConfig) -> Result<ServeLimits, ConfigError> {
+    let text = |flag: &Option<String>, file: &Option<String>| flag.clone().or(file.clone());
+    let max_connections = args
+        .max_connections
+        .or(file.max_connections)
+        .unwrap_or(1024);
+    if max_connections == 0 {
+        return Err(ConfigError::Invalid {
+            setting: "max_connections",
+            message: "must be at least 1".into(),
+        });
+    }
+    Ok(ServeLimits {
+        header_read_timeout: duration(
+            "header_read_timeout",
+            text(&args.header_read_timeout, &file.header_read_timeout),
+            "20s",
+        )?,
+        body_timeout: duration(
+            "body_timeout",
+            text(&args.body_timeout, &file.body_timeout),
+            "30s",
+        )?,
+        body_min_rate: size(
+            "body_min_rate",
+            text(&args.body_min_rate, &file.body_min_rate),
+            "1KiB",
+        )?,
+        max_connections,
+        reserve_connections: args
+            .reserve_connections
+            .or(file.reserve_connections)
+            .unwrap_or(32),
+        shutdown_timeout: duration(
+            "shutdown_timeout",
+            text(&args.shutdown_timeout, &file.shutdown_timeout),
+            "30s",
+        )?,
+    })
 }
 
 fn pick<T>(flag_or_env: Option<T>, file: Option<T>) -> Option<T> {
@@ -351,6 +425,7 @@ mod tests {
         assert_eq!(c.delta_bases, 3);
         assert_eq!(c.timestamp_expiry, Duration::from_secs(86_400));
         assert!(c.keys_dir.is_none() && c.tls.is_none());
+        assert_eq!(c.serve, ServeLimits::default());
     }
 
     #[test]

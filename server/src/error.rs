@@ -7,6 +7,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::logsafe::untrusted;
+
 /// An API failure, mapped onto an HTTP status and a stable machine-readable code.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -25,6 +27,9 @@ pub enum ApiError {
     /// 405: the route exists but not with this method.
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// 408: the request body arrived too slowly.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// 409: conflicts with existing state (duplicate, replay, version not newer).
     #[error("{0}")]
     Conflict(String),
@@ -37,6 +42,9 @@ pub enum ApiError {
     /// 422: well-formed but refused (signature does not verify, wrong hardware).
     #[error("{0}")]
     Unprocessable(String),
+    /// 503: the server cannot take this request now (at its connection limit).
+    #[error("{0}")]
+    Unavailable(String),
     /// 500: the server failed; the cause is logged, the client sees a generic message.
     #[error("internal error: {0}")]
     Internal(String),
@@ -60,12 +68,14 @@ impl ApiError {
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::RangeNotSatisfiable(_) => {
                 (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
             }
             Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -81,7 +91,7 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_and_code();
         let message = match &self {
             Self::Internal(detail) => {
-                tracing::error!(%detail, "internal error");
+                tracing::error!(detail = %untrusted(detail), "internal error");
                 "the server failed to handle this request; see its log".to_owned()
             }
             other => other.to_string(),

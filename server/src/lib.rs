@@ -4,6 +4,8 @@
 //! Where things are: [`config`] (flags, env, TOML), [`app`] (start and serve), [`api`] (the
 //! router, OpenAPI, extractors), [`auth`] (scoped tokens), [`db`] (SQLite/PostgreSQL),
 //! [`storage`] (content-addressed blobs), [`http`] (ETag and Range for served bytes),
+//! [`listen`] (the accept loop: timeouts, connection limits, shutdown deadline), [`logsafe`]
+//! (escaping untrusted text in logs),
 //! [`tuf`] (metadata signing and the public TUF routes), [`releases`] (publishing),
 //! [`deltas`] (the background differ), [`devices`] (registration, check-in, reports, fleet
 //! view).
@@ -20,6 +22,8 @@ pub mod devices;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod listen;
+pub mod logsafe;
 pub mod metrics;
 pub mod releases;
 pub mod state;

@@ -94,8 +94,9 @@ async fn main() -> ExitCode {
 type AnyError = Box<dyn std::error::Error>;
 
 async fn serve(args: ConfigArgs) -> Result<(), AnyError> {
-    let config = Config::resolve(&args)?;
+    let mut config = Config::resolve(&args)?;
     init_logging(config.log_format);
+    otter_server::listen::raise_fd_limit(&mut config.serve);
     let listen = config.listen;
     let tls = config.tls.clone();
     let app = App::open(config).await?;

@@ -10,12 +10,28 @@ use prometheus_client::registry::Registry;
 /// Labels of the request counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    /// HTTP method.
+    /// HTTP method, from [`method_label`].
     pub method: String,
     /// Matched route template (not the raw path, to bound cardinality).
     pub route: String,
     /// Response status code.
     pub status: u16,
+}
+
+/// The `method` label of a request: one of a fixed set, `other` for anything else, so made-up
+/// methods cannot add series.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// Labels of the outcome counters.

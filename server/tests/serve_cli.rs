@@ -231,6 +231,13 @@ fn bad_configuration_is_a_clear_error() {
         "--tls-cert",
         "--config",
         "default: 127.0.0.1:8080",
+        "--header-read-timeout",
+        "--body-timeout",
+        "--body-min-rate",
+        "--max-connections",
+        "--reserve-connections",
+        "--shutdown-timeout",
+        "OTTER_SHUTDOWN_TIMEOUT",
     ] {
         assert!(help.contains(shown), "{shown} not in --help:\n{help}");
     }
@@ -270,4 +277,94 @@ fn serves_https_with_the_given_certificate() {
     });
     assert_eq!(status, 200);
     server.terminate();
+}
+
+/// The initial admin token printed by a first start.
+fn admin_token(server: &mut Running) -> String {
+    server.wait_for("POST /api/v1/tokens");
+    server
+        .seen
+        .iter()
+        .find(|l| l.trim_start().starts_with("tok_"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn sigterm_stops_within_the_shutdown_deadline_despite_a_slow_client() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(
+        dir.path(),
+        &["--shutdown-timeout", "1s", "--body-timeout", "1h"],
+    );
+    let token = admin_token(&mut server);
+    let mut slow = std::net::TcpStream::connect(server.url.trim_start_matches("http://")).unwrap();
+    // A request whose body never comes: in flight until the deadline drops it.
+    write!(
+        slow,
+        "POST /api/v1/tokens HTTP/1.1\r\nhost: otter\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/json\r\ncontent-length: 100\r\n\r\n{{"
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let log = server.terminate().join("\n");
+    assert!(log.contains("shutdown deadline"), "{log}");
+}
+
+/// A well-formed check-in from a device the server does not know, so it is refused and logged.
+fn forged_checkin() -> otter_keys::wire::Signed<otter_keys::wire::CheckIn> {
+    use otter_keys::wire::{BootOutcome, CheckIn, Signed, SlotReport};
+    let dir = tempfile::tempdir().unwrap();
+    let key = otter_keys::signer::FileKey::generate_at(&dir.path().join("k")).unwrap();
+    let message = CheckIn {
+        device_id: "x".to_owned(),
+        counter: 1,
+        timestamp: 1,
+        current_version: "1.0.0".parse().unwrap(),
+        image_sha256: [7; 32],
+        slots: SlotReport {
+            running: otter_boot::Slot::A,
+            confirmed: otter_boot::Slot::A,
+            trial: None,
+        },
+        last_outcome: BootOutcome::None,
+    };
+    Signed::sign(message, &key).unwrap()
+}
+
+#[test]
+fn untrusted_text_cannot_forge_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &[]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!(
+                "{}/api/v1/devices/x%0a2026-01-01T00:00:00Z%20ERROR%20FORGED%1b%5b2J/checkin",
+                server.url
+            ))
+            .json(&forged_checkin())
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert!(status.is_client_error(), "{status}");
+    let log = server.terminate();
+    assert!(
+        log.iter().any(|l| l.contains("check-in refused")),
+        "the refusal is logged: {log:?}"
+    );
+    for line in &log {
+        assert!(
+            !line.contains("ERROR FORGED") || line.contains("check-in refused"),
+            "forged line: {line:?}"
+        );
+        assert!(!line.contains('\u{1b}'), "raw escape in {line:?}");
+    }
 }

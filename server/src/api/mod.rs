@@ -69,6 +69,27 @@ pub fn router(state: AppState) -> Router {
             ApiError::MethodNotAllowed("this route does not accept that method".into())
         })
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            state.config.serve,
+            crate::listen::body_rate::enforce,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), count_request))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// What a connection from the listener's reserve is served (see [`crate::listen`]): the
+/// operational routes, and a JSON 503 for everything else.
+pub fn reserve_router(state: AppState) -> Router {
+    let (routes, _) = ops::routes().split_for_parts();
+    routes
+        .fallback(|| async {
+            ApiError::Unavailable(
+                "the server is at its connection limit; only /healthz and /metrics are \
+                 answered now, retry later"
+                    .into(),
+            )
+        })
         .layer(middleware::from_fn_with_state(state.clone(), count_request))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -76,7 +97,8 @@ pub fn router(state: AppState) -> Router {
 
 /// Counts each request by method, route template and status.
 async fn count_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let method = request.method().to_string();
+    let method = crate::metrics::method_label(request.method()).to_owned();
+    // Only a route template this router knows; never the raw path.
     let route = request
         .extensions()
         .get::<MatchedPath>()

@@ -42,16 +42,46 @@ impl FromRequestParts<AppState> for Caller {
         let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
             ApiError::Unauthorized("missing `Authorization: Bearer` token".into())
         })?;
-        let presented = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                ApiError::Unauthorized("expected `Authorization: Bearer <token>`".into())
-            })?;
-        match token::check(&state.db, presented.trim()).await? {
+        let presented = header.to_str().ok().and_then(bearer_token).ok_or_else(|| {
+            ApiError::Unauthorized("expected `Authorization: Bearer <token>`".into())
+        })?;
+        match token::check(&state.db, presented).await? {
             Some((token_id, scopes)) => Ok(Self { token_id, scopes }),
             None => Err(ApiError::Unauthorized("unknown or revoked token".into())),
+        }
+    }
+}
+
+/// The token of an `Authorization` value `Bearer <token>`; the scheme is case-insensitive
+/// (RFC 9110 §11.1), the token non-empty.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once([' ', '\t'])?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn bearer_scheme_matches_in_any_case() {
+        for value in [
+            "Bearer tok_a.b",
+            "bearer tok_a.b",
+            "BEARER  tok_a.b ",
+            "bEaReR\ttok_a.b",
+        ] {
+            assert_eq!(bearer_token(value), Some("tok_a.b"), "{value:?}");
+        }
+        for value in [
+            "Basic tok_a.b",
+            "Bearertok_a.b",
+            "Bearer",
+            "Bearer   ",
+            "tok_a.b",
+        ] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
         }
     }
 }

@@ -10,6 +10,7 @@ use super::{assign, verify};
 use crate::api::extract::{Json, Path};
 use crate::db::now;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::logsafe::untrusted;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 
@@ -34,7 +35,7 @@ pub async fn checkin(
     };
     Metrics::count(&state.metrics.checkins, outcome);
     if let Err(e) = &result {
-        tracing::warn!(device = %id, error = %e, "check-in refused");
+        tracing::warn!(device = %untrusted(&id), error = %untrusted(e), "check-in refused");
     }
     result.map(axum::Json)
 }

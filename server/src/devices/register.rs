@@ -12,6 +12,7 @@ use crate::api::extract::Json;
 use crate::auth::{Caller, Scope};
 use crate::db::{is_unique_violation, new_id, now};
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::logsafe::untrusted;
 use crate::state::AppState;
 
 /// A device to register.
@@ -71,7 +72,7 @@ pub async fn register(
         }
         Err(e) => return Err(e.into()),
     }
-    tracing::info!(device = %id, serial, hardware_id = %request.hardware_id, by = %caller.token_id, "device registered");
+    tracing::info!(device = %id, serial, hardware_id = %untrusted(&request.hardware_id), by = %caller.token_id, "device registered");
     let device = store::load(&state.db, &id)
         .await?
         .ok_or_else(|| ApiError::internal("registered device vanished"))?;

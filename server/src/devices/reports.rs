@@ -9,6 +9,7 @@ use super::{store, verify};
 use crate::api::extract::{Json, Path};
 use crate::db::now;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::logsafe::untrusted;
 use crate::state::AppState;
 
 /// Stores one event of the device's update timeline.
@@ -46,7 +47,7 @@ pub async fn report(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    tracing::info!(device = %id, kind = kind(&report.event), "device report");
+    tracing::info!(device = %untrusted(&id), kind = kind(&report.event), "device report");
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -18,7 +18,7 @@ impl MetadataFile {
     /// Parses a file name; `None` for anything TUF clients do not ask for.
     pub(super) fn parse(name: &str) -> Option<Self> {
         let (version, role) = match name.split_once('.') {
-            Some((first, rest)) if is_version(first) => (Some(first.parse().ok()?), rest),
+            Some((first, rest)) if is_version(first) => (Some(parse_version(first)?), rest),
             _ => (None, name),
         };
         match (role, version) {
@@ -37,6 +37,15 @@ impl MetadataFile {
             Self::Root(Some(_)) | Self::Snapshot(Some(_)) | Self::Targets(Some(_))
         )
     }
+}
+
+/// Largest version a metadata file can have: versions are stored as signed 64-bit integers,
+/// so a larger one names no file (404), rather than failing the lookup (500).
+const MAX_VERSION: u64 = i64::MAX as u64;
+
+/// `text` as a version, if it is one a stored file can have.
+fn parse_version(text: &str) -> Option<u64> {
+    text.parse::<u64>().ok().filter(|&v| v <= MAX_VERSION)
 }
 
 /// A positive decimal without leading zeros.
@@ -123,10 +132,17 @@ mod tests {
             "root",
             "1.mirrors.json",
             "99999999999999999999999.root.json",
+            "9223372036854775808.root.json",
+            "18446744073709551615.snapshot.json",
+            "18446744073709551616.targets.json",
             "",
         ] {
             assert_eq!(MetadataFile::parse(bad), None, "{bad:?}");
         }
+        assert_eq!(
+            MetadataFile::parse("9223372036854775807.targets.json"),
+            Some(Targets(Some(9_223_372_036_854_775_807)))
+        );
         assert!(Root(Some(1)).is_versioned() && !Root(None).is_versioned());
         assert!(!Timestamp.is_versioned());
     }
