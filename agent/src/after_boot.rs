@@ -16,7 +16,8 @@ pub enum AfterBoot {
     Settled,
     /// The trial image passed its health checks and is now confirmed.
     Confirmed(otter_boot::image::Version),
-    /// A health check failed: not confirmed, the bootloader rolls back at the next reset.
+    /// A health check failed: not confirmed, the image is rejected for good, and the reboot
+    /// command runs so the bootloader rolls back.
     Unhealthy(String),
 }
 
@@ -36,6 +37,7 @@ impl Agent {
     pub async fn after_boot(&self) -> Result<AfterBoot, AfterBootError> {
         let status = self.boot_status().await?;
         self.report_boot_outcome(&status.last_outcome).await;
+        self.record_boot_outcome(&status);
         let Some(trial) = status.trial.filter(|t| t.started) else {
             return Ok(AfterBoot::Settled);
         };
@@ -59,7 +61,8 @@ impl Agent {
                     reason: reason.clone(),
                 })
                 .await;
-                tracing::error!(%version, error = %reason, "health check failed: not confirming; the bootloader rolls back at the next reset");
+                tracing::error!(%version, error = %reason, "health check failed: not confirming");
+                self.reject_unhealthy_trial(&trial, &reason);
                 Ok(AfterBoot::Unhealthy(reason))
             }
         }

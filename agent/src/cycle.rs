@@ -14,6 +14,7 @@ use crate::download::{self, DownloadError, Options};
 use crate::header_policy::Expected;
 use crate::install::{self, InstallError};
 use crate::messages::{MessageError, unix_now};
+use crate::rejected;
 use crate::select::{self, Plan, Running, SelectError};
 use crate::tuf_client::{TargetEntry, TufClientError};
 
@@ -117,6 +118,9 @@ pub enum StepError {
     /// Install or verification of the written slot.
     #[error(transparent)]
     Install(#[from] InstallError),
+    /// The state dir failed.
+    #[error(transparent)]
+    State(#[from] crate::state_dir::StateDirError),
     /// otter-boot refused the trial.
     #[error("trial request refused: {0}")]
     Trial(String),
@@ -204,6 +208,13 @@ impl Agent {
             });
         }
 
+        if let Some(rejected) = self.rejected().find(&assigned.sha256) {
+            return Err(at("select")(SelectError::Rejected {
+                name: assigned.name.clone(),
+                reason: rejected.reason.clone(),
+            }));
+        }
+
         // 3. Fresh, verified TUF metadata.
         let repo = self.tuf.refresh().await.map_err(at("tuf"))?;
 
@@ -247,12 +258,19 @@ impl Agent {
             }
         };
 
-        // 9. Trial boot of the new slot, report, reboot.
-        self.device
+        // 9. Trial boot of the new slot (its hash recorded first, for a later rollback),
+        // report, reboot.
+        rejected::remember_trial(&self.state, &plan.full.sha256, plan.version)
+            .map_err(at("trial"))?;
+        if let Err(e) = self
+            .device
             .control()
             .map_err(at("trial"))?
             .request_trial(target_slot)
-            .map_err(|e| at("trial")(StepError::Trial(e.to_string())))?;
+        {
+            rejected::forget_trial(&self.state);
+            return Err(at("trial")(StepError::Trial(e.to_string())));
+        }
         self.device.sync().map_err(at("trial"))?;
         let _ = std::fs::remove_dir_all(self.state.downloads_dir());
         if let Err(e) = self

@@ -8,9 +8,10 @@
 //! and verification of the inactive slot ([`install`], [`patch`], [`flash`], [`device`],
 //! [`header_policy`]),
 //! trial request and reboot; after the reboot, health checks and confirmation
-//! ([`after_boot`], [`health`]). [`boot_state`] rebuilds a damaged boot state,
-//! [`provision`] registers a device, [`status`] shows it, [`sim`] stands in for the factory
-//! and the bootloader on the simulated device.
+//! ([`after_boot`], [`health`]); images that failed are never installed again
+//! ([`rejected`]). [`boot_state`] rebuilds a damaged boot state, [`provision`] registers a
+//! device, [`status`] shows it, [`sim`] stands in for the factory and the bootloader on the
+//! simulated device.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -30,6 +31,7 @@ pub mod messages;
 pub mod patch;
 mod progress;
 pub mod provision;
+pub mod rejected;
 pub mod select;
 pub mod sim;
 pub mod state_dir;

@@ -43,6 +43,14 @@ pub enum SelectError {
         /// Running version.
         running: Version,
     },
+    /// This device rejected the image before (its trial failed or was rolled back).
+    #[error("refusing {name:?}: this device rejected that image before ({reason})")]
+    Rejected {
+        /// The target.
+        name: String,
+        /// Why it was rejected.
+        reason: String,
+    },
     /// Bigger than the configured download limit.
     #[error("target {name:?} is {length} bytes, above the limit of {limit}")]
     TooLarge {
