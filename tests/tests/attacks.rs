@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::hostile::{Exchange, Mirror, Reply};
+use common::smuggle::{sha256, smuggle_release};
 use common::{BOARD, Device, Fleet, firmware, next_release, sign_with};
 use otter_agent::cycle::Outcome;
 use otter_keys::keyset::{KeySet, Role};
@@ -616,7 +617,7 @@ async fn stolen_online_keys_cannot_install_downgrade_or_cross_boards() {
         1,
         &firmware(SIZE, 10),
     );
-    fleet.list_behind_the_back("1.2.0", &evil).await;
+    smuggle_release(&fleet, "1.2.0", &evil).await;
     let expect = Expect::stays("verify", "untrusted key");
     rows.push(
         attempt(
@@ -633,8 +634,8 @@ async fn stolen_online_keys_cannot_install_downgrade_or_cross_boards() {
     // Downgrade: the vendor-signed 1.0.0 listed and assigned as 9.9.9 to a 1.1.0 device.
     let (fleet, d) = compromised_scene("SN-C2").await;
     let old = fleet.image("1.0.0", &firmware(SIZE, 1));
-    fleet.list_behind_the_back("9.9.9", &old).await;
-    let expect = Expect::stays("verify", "");
+    smuggle_release(&fleet, "9.9.9", &old).await;
+    let expect = Expect::stays("verify", "signed header");
     rows.push(
         attempt(
             "downgrade (old image relisted as 9.9.9)",
@@ -650,7 +651,7 @@ async fn stolen_online_keys_cannot_install_downgrade_or_cross_boards() {
     // Another board's vendor-signed image listed under this board's name.
     let (fleet, d) = compromised_scene("SN-C3").await;
     let other = fleet.image_for("other-board", "1.2.0", 1, &firmware(SIZE, 11));
-    fleet.list_behind_the_back("1.2.0", &other).await;
+    smuggle_release(&fleet, "1.2.0", &other).await;
     let expect = Expect::stays("verify", "another board");
     rows.push(
         attempt(
@@ -672,7 +673,7 @@ async fn stolen_online_keys_cannot_install_downgrade_or_cross_boards() {
     fleet.publish(v1.clone()).await;
     fleet.publish(v2.clone()).await;
     let extra = fleet.image("5.0.0", &firmware(SIZE, 12));
-    fleet.list_behind_the_back("5.0.0", &extra).await;
+    smuggle_release(&fleet, "5.0.0", &extra).await;
     let mirror = Mirror::start(&fleet.url).await;
     let (v2_sha, v2_len) = (sha256(&v2), v2.len() as u64);
     mirror.tamper(redirect(key(&fleet, Role::Director), move |a| {
@@ -720,9 +721,4 @@ async fn compromised_scene(serial: &str) -> (Fleet, Device) {
     fleet.publish(v2.clone()).await;
     let device = fleet.device(serial, &fleet.url, &v2).await;
     (fleet, device)
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).into()
 }

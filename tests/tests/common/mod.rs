@@ -148,40 +148,6 @@ impl Fleet {
         release
     }
 
-    /// Lists `image` as release `version` of [`BOARD`] behind the publish API's back, as a
-    /// server whose database and online keys are in an attacker's hands can: the release
-    /// row, the blob, and TUF metadata re-signed with the server's online keys.
-    pub async fn list_behind_the_back(&self, version: &str, image: &[u8]) {
-        use sha2::Digest;
-        let sha: [u8; 32] = sha2::Sha256::digest(image).into();
-        let staged = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(staged.path(), image).unwrap();
-        self.state
-            .blobs
-            .put_file(&sha, staged.path())
-            .await
-            .unwrap();
-        let v: Version = version.parse().unwrap();
-        sqlx::query(
-            "INSERT INTO releases (id, hardware_id, version, major, minor, patch, \
-             security_counter, key_id, sha256, length, target_name, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 1, 'x', $7, $8, $9, 0)",
-        )
-        .bind(otter_server::db::new_id("rel"))
-        .bind(BOARD)
-        .bind(v.to_string())
-        .bind(i64::from(v.major))
-        .bind(i64::from(v.minor))
-        .bind(i64::from(v.patch))
-        .bind(hex::encode(sha))
-        .bind(image.len() as i64)
-        .bind(otter_keys::targets::image_target_name(BOARD, v))
-        .execute(self.state.db.pool())
-        .await
-        .unwrap();
-        self.state.tuf.targets_changed().await.unwrap();
-    }
-
     /// A provisioned simulated device talking to `server` (the fleet's URL or a proxy's),
     /// with `factory` programmed into slot A and booted once.
     pub async fn device(&self, serial: &str, server: &str, factory: &[u8]) -> Device {
