@@ -6,7 +6,7 @@
 //! [`storage`] (content-addressed blobs), [`http`] (ETag and Range for served bytes),
 //! [`tuf`] (metadata signing and the public TUF routes), [`releases`] (publishing),
 //! [`deltas`] (the background differ), [`devices`] (registration, check-in, reports, fleet
-//! view).
+//! view), [`fault`] (crash points for tests).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -18,6 +18,7 @@ pub mod db;
 pub mod deltas;
 pub mod devices;
 pub mod error;
+pub mod fault;
 pub mod http;
 pub mod keys;
 pub mod metrics;

@@ -97,6 +97,8 @@ pub(super) async fn run(ctx: &JobContext, id: &str) -> Result<String, JobError> 
     };
     jobs::set_total(db, id, &ctx.worker, bases.len() as i64).await?;
     if bases.is_empty() {
+        // The publish signs its release itself, unless it crashed first.
+        state.tuf.targets_changed().await?;
         return Ok(format!(
             "no earlier release of {} to build a delta from",
             release.hardware_id
