@@ -72,6 +72,14 @@ impl App {
         let db = Db::open(&config.database_url).await?;
         let keys = ServerKeys::load_or_create(config.keys_dir.as_deref(), &config.data_dir)?;
         let blobs = Arc::new(FsStore::open(&config.data_dir.join("blobs"))?);
+        let left = crate::storage::clean_staging(&crate::storage::staging_dir(&config.data_dir))
+            .map_err(StorageError::Io)?;
+        if left > 0 {
+            tracing::warn!(
+                files = left,
+                "removed partial uploads left by a stopped server"
+            );
+        }
         let tuf = Repository::new(db.clone(), keys.clone(), &config);
         tuf.init().await?;
         let first_admin_token = if token::has_admin(&db).await.map_err(TokenError::Db)? {

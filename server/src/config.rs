@@ -61,6 +61,15 @@ pub struct ConfigArgs {
     /// Delta builds run at once [default: 1].
     #[arg(long, env = "OTTER_DELTA_CONCURRENCY", value_name = "N")]
     pub delta_concurrency: Option<usize>,
+    /// Time limit of one diff; its process is killed past it [default: 10m].
+    #[arg(long, env = "OTTER_DELTA_TIMEOUT", value_name = "DURATION")]
+    pub delta_timeout: Option<String>,
+    /// Address-space limit of one diff's process [default: 2GiB].
+    #[arg(long, env = "OTTER_DELTA_MEMORY_LIMIT", value_name = "SIZE")]
+    pub delta_memory_limit: Option<String>,
+    /// Program run for each diff [default: this binary's hidden `delta-child`].
+    #[arg(long, env = "OTTER_DELTA_DIFFER", value_name = "FILE", hide = true)]
+    pub delta_differ: Option<PathBuf>,
     /// Lifetime of signed timestamp metadata, e.g. 1d [default: 1d].
     #[arg(long, env = "OTTER_TIMESTAMP_EXPIRY", value_name = "DURATION")]
     pub timestamp_expiry: Option<String>,
@@ -114,6 +123,9 @@ struct FileConfig {
     delta_bases: Option<usize>,
     delta_max_image_size: Option<String>,
     delta_concurrency: Option<usize>,
+    delta_timeout: Option<String>,
+    delta_memory_limit: Option<String>,
+    delta_differ: Option<PathBuf>,
     timestamp_expiry: Option<String>,
     snapshot_expiry: Option<String>,
     targets_expiry: Option<String>,
@@ -150,6 +162,13 @@ pub struct Config {
     pub delta_max_image_size: u64,
     /// Concurrent delta builds.
     pub delta_concurrency: usize,
+    /// Wall-clock (and CPU) limit of one diff process.
+    pub delta_timeout: Duration,
+    /// Address-space limit of one diff process, bytes.
+    pub delta_memory_limit: u64,
+    /// The program diffs run in (`delta-child` subcommand); `None` diffs in this process,
+    /// unprotected (library use; `otter-server serve` always sets it to itself).
+    pub delta_differ: Option<PathBuf>,
     /// Timestamp metadata lifetime.
     pub timestamp_expiry: Duration,
     /// Snapshot metadata lifetime.
@@ -266,6 +285,17 @@ impl Config {
                 "delta_concurrency",
                 pick(args.delta_concurrency, file.delta_concurrency).unwrap_or(1),
             )?,
+            delta_timeout: duration(
+                "delta_timeout",
+                pick(args.delta_timeout.clone(), file.delta_timeout),
+                "10m",
+            )?,
+            delta_memory_limit: size(
+                "delta_memory_limit",
+                pick(args.delta_memory_limit.clone(), file.delta_memory_limit),
+                "2GiB",
+            )?,
+            delta_differ: pick(args.delta_differ.clone(), file.delta_differ),
             timestamp_expiry: duration(
                 "timestamp_expiry",
                 pick(args.timestamp_expiry.clone(), file.timestamp_expiry),

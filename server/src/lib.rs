@@ -8,7 +8,7 @@
 //! (escaping untrusted text in logs),
 //! [`tuf`] (metadata signing and the public TUF routes), [`releases`] (publishing),
 //! [`deltas`] (the background differ), [`devices`] (registration, check-in, reports, fleet
-//! view).
+//! view), [`fault`] (crash points for tests).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -20,6 +20,7 @@ pub mod db;
 pub mod deltas;
 pub mod devices;
 pub mod error;
+pub mod fault;
 pub mod http;
 pub mod keys;
 pub mod listen;

@@ -45,6 +45,16 @@ enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Internal: one diff in its own process, under resource limits (see `deltas::child`).
+    #[command(hide = true)]
+    DeltaChild {
+        /// Address-space limit, bytes.
+        #[arg(long)]
+        memory_limit: u64,
+        /// CPU time limit, seconds.
+        #[arg(long)]
+        cpu_seconds: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -81,6 +91,17 @@ async fn main() -> ExitCode {
             token,
             no_wait,
         } => client::publish(&server, &token, &image, !no_wait).await,
+        Command::DeltaChild {
+            memory_limit,
+            cpu_seconds,
+        } => {
+            let limits = otter_server::deltas::child::ChildLimits {
+                memory_bytes: memory_limit,
+                cpu_seconds,
+            };
+            let status = otter_server::deltas::child::run(limits);
+            return ExitCode::from(u8::try_from(status).unwrap_or(1));
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -97,6 +118,10 @@ async fn serve(args: ConfigArgs) -> Result<(), AnyError> {
     let mut config = Config::resolve(&args)?;
     init_logging(config.log_format);
     otter_server::listen::raise_fd_limit(&mut config.serve);
+    if config.delta_differ.is_none() {
+        // Diffs run in a child process of this binary, so no input can take the server down.
+        config.delta_differ = Some(std::env::current_exe()?);
+    }
     let listen = config.listen;
     let tls = config.tls.clone();
     let app = App::open(config).await?;

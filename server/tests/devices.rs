@@ -235,6 +235,8 @@ async fn checkin_is_answered_with_a_signed_assignment_of_the_newest_release() {
         insert_release(&s, "acme-1", "1.10.0", &"22".repeat(32)).await;
         insert_release(&s, "acme-1", "1.9.3", &"33".repeat(32)).await;
         insert_release(&s, "other-board", "9.0.0", &"44".repeat(32)).await;
+        // The director assigns only what the signed TUF targets list.
+        s.state.tuf.targets_changed().await.unwrap();
 
         let signed = Signed::sign(checkin(&device.id, 2, now()), &device.key).unwrap();
         let answer: Signed<Assignment> = post_checkin(&s, &device.id, &signed)

@@ -1,4 +1,4 @@
-//! Building one delta, with no I/O: bsdiff between two whole images, zstd with the bounded
+//! Building one delta, with no I/O: bsdiff ([`super::differ`]) between two whole images, zstd with the bounded
 //! window a device can afford ([`DELTA_ZSTD_WINDOW_LOG`]), and a self-check that the patch
 //! really turns the old image into the new one. Blocking and CPU-heavy: callers run it in
 //! `spawn_blocking` under the worker's concurrency limit.
@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use otter_keys::targets::DELTA_ZSTD_WINDOW_LOG;
 use sha2::{Digest, Sha256};
+
+use super::differ::{self, DiffError};
 
 /// A patch is published only if it is at most this percentage of the zstd-compressed full
 /// image: below that, a device saves enough download to pay for applying it; above, the
@@ -38,9 +40,9 @@ pub struct BuiltDelta {
 /// Why a delta could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// The differ failed.
+    /// The differ refused the input.
     #[error("bsdiff failed: {0}")]
-    Diff(io::Error),
+    Diff(#[from] DiffError),
     /// Compressing or decompressing failed.
     #[error("zstd failed: {0}")]
     Zstd(io::Error),
@@ -51,12 +53,38 @@ pub enum BuildError {
 
 /// Diffs `old` into `new`, compresses the patch and checks it by applying it.
 pub fn build_delta(old: &[u8], new: &[u8]) -> Result<BuiltDelta, BuildError> {
+    let unchecked = diff_and_compress(old, new)?;
+    check(old, new, unchecked)
+}
+
+/// A compressed patch not yet checked (what a differ child process sends back).
+#[derive(Debug, Clone)]
+pub struct Unchecked {
+    /// The compressed patch file.
+    pub patch: Vec<u8>,
+    /// Length of the uncompressed bsdiff patch.
+    pub raw_len: u64,
+    /// Time spent in the differ alone.
+    pub diff_time: Duration,
+}
+
+/// The CPU- and memory-heavy half of [`build_delta`]: diff and compress.
+pub fn diff_and_compress(old: &[u8], new: &[u8]) -> Result<Unchecked, BuildError> {
     let started = Instant::now();
     let mut raw = Vec::new();
-    bsdiff::diff(old, new, &mut raw).map_err(BuildError::Diff)?;
+    differ::diff(old, new, &mut raw).map_err(BuildError::Diff)?;
     let diff_time = started.elapsed();
     let patch = compress(&raw).map_err(BuildError::Zstd)?;
-    let rebuilt = apply(old, &patch).map_err(|e| BuildError::SelfCheck(e.to_string()))?;
+    Ok(Unchecked {
+        patch,
+        raw_len: raw.len() as u64,
+        diff_time,
+    })
+}
+
+/// The cheap half of [`build_delta`]: the patch must turn `old` into `new` exactly.
+pub fn check(old: &[u8], new: &[u8], unchecked: Unchecked) -> Result<BuiltDelta, BuildError> {
+    let rebuilt = apply(old, &unchecked.patch).map_err(|e| BuildError::SelfCheck(e.to_string()))?;
     if rebuilt != new {
         return Err(BuildError::SelfCheck(format!(
             "the patch produces {} bytes that differ from the {}-byte new image",
@@ -65,10 +93,10 @@ pub fn build_delta(old: &[u8], new: &[u8]) -> Result<BuiltDelta, BuildError> {
         )));
     }
     Ok(BuiltDelta {
-        sha256: Sha256::digest(&patch).into(),
-        raw_len: raw.len() as u64,
-        patch,
-        diff_time,
+        sha256: Sha256::digest(&unchecked.patch).into(),
+        raw_len: unchecked.raw_len,
+        patch: unchecked.patch,
+        diff_time: unchecked.diff_time,
     })
 }
 

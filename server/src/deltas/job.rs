@@ -11,8 +11,9 @@ use otter_keys::targets::delta_target_name;
 use tokio::sync::Semaphore;
 
 use super::build::{
-    BuildError, BuiltDelta, MAX_PATCH_PERCENT, build_delta, compressed_len, worth_publishing,
+    BuildError, BuiltDelta, MAX_PATCH_PERCENT, build_delta, check, compressed_len, worth_publishing,
 };
+use super::isolate::{ChildError, Isolation, diff_in_child};
 use super::jobs::{self, Attempt, Outcome};
 use crate::db::{is_unique_violation, new_id, now};
 use crate::metrics::Metrics;
@@ -50,6 +51,9 @@ pub(super) enum JobError {
     /// A stored row is not what the server writes.
     #[error("corrupt release row: {0}")]
     Corrupt(String),
+    /// The differ process crashed, hit a resource limit or hung.
+    #[error("{0}")]
+    Differ(String),
     /// Deltas were published but the TUF metadata could not be re-signed.
     #[error("deltas stored, but TUF metadata not re-signed: {0}")]
     Tuf(#[from] TufError),
@@ -93,6 +97,8 @@ pub(super) async fn run(ctx: &JobContext, id: &str) -> Result<String, JobError> 
     };
     jobs::set_total(db, id, &ctx.worker, bases.len() as i64).await?;
     if bases.is_empty() {
+        // The publish signs its release itself, unless it crashed first.
+        state.tuf.targets_changed().await?;
         return Ok(format!(
             "no earlier release of {} to build a delta from",
             release.hardware_id
@@ -193,7 +199,7 @@ async fn attempt(ctx: &JobContext, target: &Target, base: &Release) -> Result<At
             return Ok(finish(Outcome::Failed, None, Some(full), reason));
         }
     };
-    let built = match differ(ctx, old, new.clone()).await {
+    let built = match differ(ctx, old, new.clone()).await? {
         Ok(built) => built,
         Err(reason) => return Ok(finish(Outcome::Failed, None, Some(full), reason)),
     };
@@ -228,14 +234,37 @@ async fn attempt(ctx: &JobContext, target: &Target, base: &Release) -> Result<At
     Ok(finish(Outcome::Built, Some(patch_len), Some(full), reason))
 }
 
-/// Runs the differ on a blocking thread under a concurrency permit.
-async fn differ(ctx: &JobContext, old: Vec<u8>, new: Arc<Vec<u8>>) -> Result<BuiltDelta, String> {
+/// Runs the differ under a concurrency permit: in a child process when the configuration
+/// names one, else on a blocking thread. `Ok(Err(reason))` fails this base; `Err(_)` (the
+/// child crashed, hit a limit or hung) fails the job run.
+async fn differ(
+    ctx: &JobContext,
+    old: Vec<u8>,
+    new: Arc<Vec<u8>>,
+) -> Result<Result<BuiltDelta, String>, JobError> {
     let _permit = ctx
         .permits
         .acquire()
         .await
-        .map_err(|e| format!("no differ slot: {e}"))?;
-    match tokio::task::spawn_blocking(move || build_delta(&old, &new)).await {
+        .map_err(|e| JobError::Differ(format!("no differ slot: {e}")))?;
+    let config = &ctx.state.config;
+    let built = match &config.delta_differ {
+        Some(exe) => {
+            let iso = Isolation {
+                exe: exe.clone(),
+                timeout: config.delta_timeout,
+                memory_bytes: config.delta_memory_limit,
+            };
+            let unchecked = match diff_in_child(&iso, &old, &new).await {
+                Ok(unchecked) => unchecked,
+                Err(ChildError::Refused(reason)) => return Ok(Err(reason)),
+                Err(e @ ChildError::Crashed(_)) => return Err(JobError::Differ(e.to_string())),
+            };
+            tokio::task::spawn_blocking(move || check(&old, &new, unchecked)).await
+        }
+        None => tokio::task::spawn_blocking(move || build_delta(&old, &new)).await,
+    };
+    Ok(match built {
         Ok(Ok(built)) => Ok(built),
         Ok(Err(e @ BuildError::SelfCheck(_))) => {
             tracing::error!(error = %e, "bsdiff produced a patch that does not apply");
@@ -243,7 +272,7 @@ async fn differ(ctx: &JobContext, old: Vec<u8>, new: Arc<Vec<u8>>) -> Result<Bui
         }
         Ok(Err(e)) => Err(e.to_string()),
         Err(e) => Err(format!("the differ crashed: {e}")),
-    }
+    })
 }
 
 /// Stores the patch and inserts its `deltas` row. `Ok(Ok(false))`: it existed already;

@@ -13,6 +13,10 @@ use crate::db::{Db, is_unique_violation, new_id, now};
 /// How often a worker refreshes `updated_at` of the job it runs.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Runs a job gets: after this many failed ones (a crashed or hung differ, a dead worker,
+/// an error) it is failed with the reason instead of being queued again.
+pub const MAX_RUNS: i64 = 3;
+
 /// A running job without a heartbeat for this long is re-queued. Many heartbeats long, so a
 /// busy database or a slow differ thread never causes a take-over of a live job.
 pub const STALE_AFTER: Duration = Duration::from_secs(180);
@@ -107,23 +111,108 @@ pub async fn insert_queued(
     Ok(id)
 }
 
-/// Puts running jobs whose heartbeat is older than `stale_after` back in the queue;
-/// returns how many.
+/// Puts running jobs whose heartbeat is older than `stale_after` back in the queue (or
+/// fails those that had their last run); returns how many.
 pub async fn requeue_stale(db: &Db, stale_after: Duration) -> Result<u64, sqlx::Error> {
-    let at = now();
-    let cutoff = at.saturating_sub(i64::try_from(stale_after.as_secs()).unwrap_or(i64::MAX));
-    let done = sqlx::query(
-        "UPDATE delta_jobs SET state = $1, worker = NULL, updated_at = $2, \
-         message = 're-queued: its worker stopped heartbeating' \
-         WHERE state = $3 AND updated_at < $4",
+    let cutoff = now().saturating_sub(i64::try_from(stale_after.as_secs()).unwrap_or(i64::MAX));
+    requeue_running(db, Holder::HeartbeatBefore(cutoff), "stopped heartbeating").await
+}
+
+/// Puts the running jobs of `worker`, a worker known to be dead, back in the queue (or
+/// fails those that had their last run); returns how many.
+pub async fn requeue_of_dead_worker(db: &Db, worker: &str) -> Result<u64, sqlx::Error> {
+    requeue_running(db, Holder::Worker(worker), "died").await
+}
+
+/// Which running jobs a re-queue is about.
+enum Holder<'a> {
+    HeartbeatBefore(i64),
+    Worker(&'a str),
+}
+
+/// A run cut short by its worker's death counts as a failed run.
+async fn requeue_running(db: &Db, holder: Holder<'_>, why: &str) -> Result<u64, sqlx::Error> {
+    let which = match holder {
+        Holder::HeartbeatBefore(_) => "updated_at < $4",
+        Holder::Worker(_) => "worker = $4",
+    };
+    let ends = [
+        (
+            JobState::Failed,
+            format!(
+                "failed: its worker {why} during run {MAX_RUNS} of {MAX_RUNS}, the last allowed"
+            ),
+            "runs >= $5",
+            "worker",
+        ),
+        (
+            JobState::Queued,
+            format!(
+                "re-queued: its worker {why} (that counts as a failed run; {MAX_RUNS} allowed)"
+            ),
+            "runs < $5",
+            "NULL",
+        ),
+    ];
+    let mut total = 0;
+    for (state, message, runs, holder_after) in ends {
+        let sql = format!(
+            "UPDATE delta_jobs SET state = $1, message = $2, updated_at = $3, \
+             worker = {holder_after} WHERE {which} AND {runs} AND state = $6"
+        );
+        let query = sqlx::query(&sql)
+            .bind(state.as_str())
+            .bind(message)
+            .bind(now());
+        let query = match holder {
+            Holder::HeartbeatBefore(cutoff) => query.bind(cutoff),
+            Holder::Worker(worker) => query.bind(worker.to_owned()),
+        };
+        let done = query
+            .bind(MAX_RUNS)
+            .bind(JobState::Running.as_str())
+            .execute(db.pool())
+            .await?;
+        total += done.rows_affected();
+    }
+    Ok(total)
+}
+
+/// Ends a failed run of a job held by `worker`: back to the queue, or failed with `reason`
+/// when it was the last allowed run. Returns the state it left the job in.
+pub async fn fail_run(
+    db: &Db,
+    id: &str,
+    worker: &str,
+    reason: &str,
+) -> Result<JobState, sqlx::Error> {
+    let runs: Option<(i64,)> =
+        sqlx::query_as("SELECT runs FROM delta_jobs WHERE id = $1 AND worker = $2")
+            .bind(id)
+            .bind(worker)
+            .fetch_optional(db.pool())
+            .await?;
+    let runs = runs.map_or(MAX_RUNS, |(r,)| r);
+    if runs >= MAX_RUNS {
+        let message = format!("failed {runs} times, the last allowed; last error: {reason}");
+        finish(db, id, worker, JobState::Failed, &message).await?;
+        return Ok(JobState::Failed);
+    }
+    sqlx::query(
+        "UPDATE delta_jobs SET state = $1, worker = NULL, updated_at = $2, message = $3 \
+         WHERE id = $4 AND worker = $5 AND state = $6",
     )
     .bind(JobState::Queued.as_str())
-    .bind(at)
+    .bind(now())
+    .bind(format!(
+        "run {runs} of {MAX_RUNS} failed, retrying: {reason}"
+    ))
+    .bind(id)
+    .bind(worker)
     .bind(JobState::Running.as_str())
-    .bind(cutoff)
     .execute(db.pool())
     .await?;
-    Ok(done.rows_affected())
+    Ok(JobState::Queued)
 }
 
 /// Claims the oldest queued job for `worker`, if any. Safe against other workers: only
@@ -140,8 +229,8 @@ pub async fn claim_next(db: &Db, worker: &str) -> Result<Option<String>, sqlx::E
             return Ok(None);
         };
         let claimed = sqlx::query(
-            "UPDATE delta_jobs SET state = $1, worker = $2, updated_at = $3, message = $4 \
-             WHERE id = $5 AND state = $6",
+            "UPDATE delta_jobs SET state = $1, worker = $2, updated_at = $3, message = $4, \
+             runs = runs + 1 WHERE id = $5 AND state = $6",
         )
         .bind(JobState::Running.as_str())
         .bind(worker)

@@ -2,13 +2,18 @@
 //! from the last K releases of the same hardware id to the new one, keeps those clearly
 //! smaller than the compressed full image, and re-signs the TUF targets once at the end.
 //!
-//! Files: [`build`] (the pure differ and compressor), [`jobs`] (the job life cycle in the
+//! Files: [`differ`] (bsdiff over a non-recursive suffix sort), [`build`] (diff, compress,
+//! self-check), [`child`] and [`isolate`] (each diff in its own limited process), [`jobs`] (the job life cycle in the
 //! database), `job` (running one job), `worker` (the per-process loop), [`views`] (what the
 //! API shows), `routes` (the job status route).
 
 pub mod build;
+pub mod child;
+pub mod differ;
+pub mod isolate;
 mod job;
 pub mod jobs;
+pub mod lease;
 mod routes;
 pub mod views;
 mod worker;

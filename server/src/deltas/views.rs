@@ -61,6 +61,8 @@ pub struct JobView {
     pub bases_done: i64,
     /// Summary or last error.
     pub message: String,
+    /// Times a worker took the job (a failed run re-queues it, up to a limit).
+    pub runs: i64,
     /// The worker that holds or last held it.
     pub worker: Option<String>,
     /// Unix seconds.
@@ -107,7 +109,7 @@ pub async fn deltas_to_any_of(
     query.bind(limit).fetch_all(db.pool()).await
 }
 
-const JOB_COLUMNS: &str = "id, release_id, state, bases_total, bases_done, message, worker, \
+const JOB_COLUMNS: &str = "id, release_id, state, bases_total, bases_done, message, runs, worker, \
      created_at, updated_at FROM delta_jobs";
 
 /// A job with its attempts, or `None`.

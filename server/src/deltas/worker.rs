@@ -1,5 +1,6 @@
 //! The delta worker every server process runs: it wakes on a local publish or every
-//! [`POLL_INTERVAL`] (for jobs queued by another replica), re-queues jobs of dead workers,
+//! [`POLL_INTERVAL`] (for jobs queued by another replica), re-queues jobs of dead workers
+//! (at once when their lease shows them dead, else when their heartbeat is stale),
 //! and runs queued jobs one at a time, heartbeating each. At shutdown a job in progress goes
 //! back to the queue for another process.
 
@@ -12,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::job::{self, JobContext};
 use super::jobs::{self, HEARTBEAT_INTERVAL, JobState, STALE_AFTER};
+use super::lease::{self, Lease, lease_dir};
 use crate::db::new_id;
 use crate::state::AppState;
 
@@ -20,12 +22,23 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Starts the worker of this process.
 pub(super) fn spawn(state: AppState, shutdown: CancellationToken) -> JoinHandle<()> {
+    let worker = new_id("wrk");
+    let lease = match Lease::take(&lease_dir(&state.config.data_dir), &worker) {
+        Ok(lease) => Some(lease),
+        Err(e) => {
+            tracing::warn!(error = %e, "delta worker: no lease file; a restart will not see at once that this worker died");
+            None
+        }
+    };
     let ctx = JobContext {
         permits: Arc::new(Semaphore::new(state.config.delta_concurrency.max(1))),
-        worker: new_id("wrk"),
+        worker,
         state,
     };
-    tokio::spawn(async move { run(ctx, shutdown).await })
+    tokio::spawn(async move {
+        run(ctx, shutdown).await;
+        drop(lease);
+    })
 }
 
 async fn run(ctx: JobContext, shutdown: CancellationToken) {
@@ -52,11 +65,35 @@ async fn drain(ctx: &JobContext, shutdown: &CancellationToken) -> Result<(), sql
             "re-queued delta jobs of workers that stopped heartbeating"
         );
     }
+    reclaim_dead(ctx).await?;
     while !shutdown.is_cancelled() {
         let Some(id) = jobs::claim_next(&ctx.state.db, &ctx.worker).await? else {
             break;
         };
         run_claimed(ctx, &id, shutdown).await?;
+    }
+    Ok(())
+}
+
+/// Re-queues at once the jobs of workers whose process is provably gone (their lease file
+/// in the data dir is no longer locked), e.g. this server before a `kill -9`.
+async fn reclaim_dead(ctx: &JobContext) -> Result<(), sqlx::Error> {
+    let dir = lease_dir(&ctx.state.config.data_dir);
+    let dead = match lease::dead_workers(&dir) {
+        Ok(dead) => dead,
+        Err(e) => {
+            tracing::warn!(error = %e, "delta worker: cannot read the worker leases");
+            return Ok(());
+        }
+    };
+    for worker in dead.iter().filter(|w| **w != ctx.worker) {
+        let count = jobs::requeue_of_dead_worker(&ctx.state.db, worker).await?;
+        if count > 0 {
+            tracing::warn!(count, dead_worker = %worker, "re-queued delta jobs of a worker whose process died");
+        }
+        if let Err(e) = lease::forget(&dir, worker) {
+            tracing::warn!(error = %e, dead_worker = %worker, "cannot remove a dead worker's lease");
+        }
     }
     Ok(())
 }
@@ -106,8 +143,9 @@ async fn run_claimed(
             jobs::finish(db, id, &ctx.worker, JobState::Done, &summary).await
         }
         Some(Err(e)) => {
-            tracing::error!(job = %id, error = %e, "delta job failed");
-            jobs::finish(db, id, &ctx.worker, JobState::Failed, &e.public_message()).await
+            let now = jobs::fail_run(db, id, &ctx.worker, &e.public_message()).await?;
+            tracing::error!(job = %id, error = %e, state = now.as_str(), "delta job run failed");
+            Ok(())
         }
     }
 }

@@ -1,8 +1,11 @@
-//! Which image a device should run. Today: the newest release of its hardware id. Staged
+//! Which image a device should run. Today: the newest release of its hardware id that the
+//! signed TUF targets list. Staged
 //! rollouts plug in here, in [`target_for`], and nowhere else.
 
 use crate::db::Db;
 use crate::devices::store::Device;
+use crate::error::ApiError;
+use crate::tuf::listed::signed_targets;
 
 /// A release chosen for a device.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
@@ -19,13 +22,19 @@ pub struct AssignedRelease {
     pub length: i64,
 }
 
-/// The release `device` should run, or `None` when there is none for its hardware.
-pub async fn target_for(db: &Db, device: &Device) -> Result<Option<AssignedRelease>, sqlx::Error> {
-    sqlx::query_as(
+/// The release `device` should run, or `None` when there is none for its hardware: the
+/// newest one that the signed TUF targets list (with the same hash and length), so a device
+/// is never sent a release it cannot verify.
+pub async fn target_for(db: &Db, device: &Device) -> Result<Option<AssignedRelease>, ApiError> {
+    let listed = signed_targets(db).await?;
+    let releases: Vec<AssignedRelease> = sqlx::query_as(
         "SELECT id, target_name, version, sha256, length FROM releases WHERE hardware_id = $1 \
-         ORDER BY major DESC, minor DESC, patch DESC LIMIT 1",
+         ORDER BY major DESC, minor DESC, patch DESC",
     )
     .bind(&device.hardware_id)
-    .fetch_optional(db.pool())
-    .await
+    .fetch_all(db.pool())
+    .await?;
+    Ok(releases
+        .into_iter()
+        .find(|r| listed.lists(&r.target_name, &r.sha256, r.length)))
 }

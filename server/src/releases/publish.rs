@@ -87,8 +87,11 @@ async fn receive(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResult
     let length = i64::try_from(staged.len).map_err(ApiError::internal)?;
     store(state, staged).await?;
     let (release, job_id) = record(state, &header, sha256, length).await?;
+    crate::fault::point("after-release-commit");
 
-    // The full image is offered at once; deltas follow in a later metadata version.
+    // The full image is offered at once; deltas follow in a later metadata version. Should
+    // this process die first, start-up or the refresher signs it; until then the director
+    // does not assign it.
     state.tuf.targets_changed().await?;
     state.delta_wakeup.notify_one();
 

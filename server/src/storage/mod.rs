@@ -7,7 +7,7 @@ mod staging;
 
 pub use file_flash::{FileFlash, FileFlashError};
 pub use fs::FsStore;
-pub use staging::{StageError, Staged, stage_bytes, stage_stream, staging_dir};
+pub use staging::{StageError, Staged, clean_staging, stage_bytes, stage_stream, staging_dir};
 
 use std::ops::Range;
 use std::path::Path;

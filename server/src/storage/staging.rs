@@ -12,6 +12,8 @@ use tokio::io::AsyncWriteExt;
 use super::StorageError;
 
 /// A fully received upload in the staging dir; removed on drop unless moved into the store.
+/// It is `flock`ed while this process holds it, so [`clean_staging`] can tell it from a file
+/// left by a process that died.
 #[derive(Debug)]
 pub struct Staged {
     /// The staged file.
@@ -20,6 +22,7 @@ pub struct Staged {
     pub sha256: [u8; 32],
     /// Its length.
     pub len: u64,
+    lock: Option<std::fs::File>,
 }
 
 impl Drop for Staged {
@@ -46,10 +49,12 @@ where
         path,
         sha256: [0; 32],
         len: 0,
+        lock: None,
     };
     let mut file = tokio::fs::File::create(&staged.path)
         .await
         .map_err(|e| StageError::Storage(e.into()))?;
+    lock(&file).map_err(|e| StageError::Storage(e.into()))?;
     let mut hasher = Sha256::new();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(StageError::Body)?;
@@ -66,6 +71,7 @@ where
         .await
         .map_err(|e| StageError::Storage(e.into()))?;
     staged.sha256 = hasher.finalize().into();
+    staged.lock = Some(file.into_std().await);
     Ok(staged)
 }
 
@@ -78,15 +84,46 @@ pub fn staging_dir(data_dir: &Path) -> PathBuf {
 /// Writes `bytes` (a patch the server built) into a new staged file in `dir`.
 pub async fn stage_bytes(dir: &Path, bytes: &[u8]) -> Result<Staged, StorageError> {
     tokio::fs::create_dir_all(dir).await?;
-    let staged = Staged {
+    let mut staged = Staged {
         path: dir.join(crate::db::new_id("built")),
         sha256: Sha256::digest(bytes).into(),
         len: bytes.len() as u64,
+        lock: None,
     };
     let mut file = tokio::fs::File::create(&staged.path).await?;
+    lock(&file)?;
     file.write_all(bytes).await?;
     file.sync_all().await?;
+    staged.lock = Some(file.into_std().await);
     Ok(staged)
+}
+
+fn lock(file: &tokio::fs::File) -> std::io::Result<()> {
+    rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive)?;
+    Ok(())
+}
+
+/// Removes the files in `dir` that no live process holds: partial uploads and patches of a
+/// server that was killed. Run at start-up; returns how many were removed.
+pub fn clean_staging(dir: &Path) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let path = entry?.path();
+        let Ok(file) = std::fs::File::open(&path) else {
+            continue;
+        };
+        let free =
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok();
+        if free && std::fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Why staging an upload failed: the client's body, or our storage.

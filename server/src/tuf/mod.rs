@@ -15,10 +15,12 @@
 //!   lifetime has passed.
 //!
 //! Files: `store` (database access), `build` (role contents), `sign` (signing), `writer`
-//! (the locked write), `roots` (root import), `routes` and `paths` (serving), `refresher`.
+//! (the locked write), `roots` (root import), `routes` and `paths` (serving), `refresher`,
+//! [`listed`] (what signed targets list, for the director).
 
 mod build;
 mod error;
+pub mod listed;
 mod paths;
 mod refresher;
 mod roots;
@@ -103,5 +105,15 @@ impl Repository {
     /// Re-signs whatever has passed half its lifetime (what the background task calls).
     pub async fn refresh(&self) -> Result<Written, TufError> {
         self.write(Trigger::Refresh).await
+    }
+
+    /// Re-signs targets if the release and delta tables list other targets than the newest
+    /// signed targets (a crash between a commit and its signing); cheap when they agree.
+    pub async fn reconcile(&self) -> Result<bool, TufError> {
+        if !self.targets_behind().await? {
+            return Ok(false);
+        }
+        self.targets_changed().await?;
+        Ok(true)
     }
 }

@@ -18,8 +18,8 @@ use super::{Repository, TufError, roots};
 /// Why a write happens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Trigger {
-    /// Server start: import roots, check keys, sign whatever is missing, stale or no longer
-    /// valid under the newest root.
+    /// Server start: import roots, check keys, sign whatever is missing, stale, no longer
+    /// valid under the newest root, or behind the release and delta tables.
     Init,
     /// Releases or deltas changed: new targets, snapshot and timestamp.
     TargetsChanged,
@@ -129,7 +129,12 @@ impl Repository {
         }
         let heads = Heads::load(&mut tx).await?;
         let force = match trigger {
-            Trigger::Init => invalid(&mut tx, &root.signed, &heads).await?,
+            Trigger::Init => {
+                let mut plan = invalid(&mut tx, &root.signed, &heads).await?;
+                // A release or delta committed before a crash, but never signed.
+                plan.targets |= targets_differ(&mut tx, &heads).await?;
+                plan
+            }
             Trigger::TargetsChanged => Plan {
                 targets: targets_differ(&mut tx, &heads).await?,
                 ..Plan::default()
@@ -186,6 +191,13 @@ impl Repository {
         }
         tx.commit().await?;
         Ok(written)
+    }
+
+    /// Whether the tables list other targets than the newest signed targets (no lock).
+    pub(super) async fn targets_behind(&self) -> Result<bool, TufError> {
+        let mut conn = self.db.pool().acquire().await?;
+        let heads = Heads::load(&mut conn).await?;
+        targets_differ(&mut conn, &heads).await
     }
 
     fn check_root(&self, root: &Root, root_version: u64) -> Result<(), TufError> {
