@@ -8,7 +8,9 @@
 //! and verification of the inactive slot ([`install`], [`patch`], [`flash`], [`device`]),
 //! trial request and reboot; after the reboot, health checks and confirmation
 //! ([`after_boot`], [`health`]). [`provision`] registers a device, [`status`] shows it,
-//! [`sim`] stands in for the factory and the bootloader on the simulated device.
+//! [`sim`] stands in for the factory and the bootloader on the simulated device. Every
+//! request keeps to [`http`]'s limits, reports wait in the [`outbox`] until the server has
+//! them, and [`lock`] keeps a second agent off the state dir.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -21,8 +23,11 @@ pub mod device;
 pub mod download;
 pub mod flash;
 pub mod health;
+pub mod http;
 pub mod install;
+pub mod lock;
 pub mod messages;
+pub mod outbox;
 pub mod patch;
 mod progress;
 pub mod provision;
@@ -31,6 +36,7 @@ pub mod sim;
 pub mod state_dir;
 pub mod status;
 pub mod tuf_client;
+pub mod tuf_transport;
 
 pub use after_boot::AfterBoot;
 pub use agent::Agent;
