@@ -36,7 +36,13 @@ impl Agent {
     /// Confirms a healthy trial image and reports what the bootloader did.
     pub async fn after_boot(&self) -> Result<AfterBoot, AfterBootError> {
         let status = self.boot_status().await?;
-        self.report_boot_outcome(&status.last_outcome).await;
+        if status.trial.is_none() {
+            self.report_boot_outcome(&status.last_outcome).await;
+        } else {
+            // A trial is under way: the stored outcome is the previous attempt's (reported
+            // already), and this attempt's outcome is new even if it is the same value.
+            self.forget_reported_outcome();
+        }
         self.record_boot_outcome(&status);
         let Some(trial) = status.trial.filter(|t| t.started) else {
             return Ok(AfterBoot::Settled);
@@ -68,7 +74,8 @@ impl Agent {
         }
     }
 
-    /// Reports a rollback or rejected trial once (remembered in the state dir).
+    /// Reports a rollback or rejected trial once per update attempt (remembered in the
+    /// state dir until the next trial request, so a repeated rollback is reported again).
     async fn report_boot_outcome(&self, outcome: &BootOutcome) {
         let event = match WireOutcome::from(*outcome) {
             WireOutcome::RolledBack { from } => Event::RolledBack { from },
@@ -78,19 +85,27 @@ impl Agent {
             },
             _ => return,
         };
-        let marker = self.state.root().join("reported-outcome.json");
+        let marker = self.reported_outcome_marker();
         let key = serde_json::to_string(&WireOutcome::from(*outcome)).unwrap_or_default();
         if std::fs::read_to_string(&marker).is_ok_and(|seen| seen == key) {
             return;
         }
-        if self.messenger().report(event).await.is_ok() {
-            let _ = write_atomic(&marker, key.as_bytes());
+        match self.outbox().push(&event) {
+            Ok(_) => {
+                let _ = write_atomic(&marker, key.as_bytes());
+            }
+            Err(e) => tracing::error!(error = %e, "could not record the boot outcome"),
         }
+        self.flush_outbox().await;
     }
 
-    async fn report(&self, event: Event) {
-        if let Err(e) = self.messenger().report(event).await {
-            tracing::warn!(error = %e, "could not send a report");
-        }
+    fn reported_outcome_marker(&self) -> std::path::PathBuf {
+        self.state.root().join("reported-outcome.json")
+    }
+
+    /// A new update attempt starts (its trial is requested): its outcome is reported even if
+    /// it equals the last one.
+    pub(crate) fn forget_reported_outcome(&self) {
+        let _ = std::fs::remove_file(self.reported_outcome_marker());
     }
 }

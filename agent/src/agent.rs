@@ -12,6 +12,7 @@ use crate::device::{Device, DeviceError};
 use crate::messages::Messenger;
 use crate::state_dir::{Identity, StateDir, StateDirError};
 use crate::tuf_client::{TufClient, TufClientError};
+use crate::tuf_transport::MetadataTransport;
 
 /// How the agent reboots the device after an install: `Ok(true)` if a reboot is under way,
 /// `Ok(false)` if none is configured (the device boots the update at its next reset).
@@ -67,13 +68,13 @@ impl Agent {
             .clone()
             .unwrap_or_else(|| identity.server.clone());
         let server = base_url(&server_text)?;
-        let tuf = TufClient::new(&state.tuf_dir(), &bundle.root_json, &server)?;
+        let client = crate::http::client(&config.http)?;
+        let transport = MetadataTransport::new(client.clone(), config.http.clone());
+        let tuf = TufClient::new(&state.tuf_dir(), &bundle.root_json, &server, transport)?;
         let device = Device::open(&config, bundle)?;
         let reboot = command_hook(config.reboot_command.clone());
         Ok(Self {
-            client: reqwest::Client::builder()
-                .connect_timeout(std::time::Duration::from_secs(30))
-                .build()?,
+            client,
             config,
             state,
             identity,
@@ -113,6 +114,7 @@ impl Agent {
             identity: &self.identity,
             key: &self.key,
             state: &self.state,
+            http: &self.config.http,
         }
     }
 }

@@ -37,9 +37,8 @@ impl Agent {
             stage: REPAIR_STAGE.into(),
             reason,
         };
-        if let Err(e) = self.messenger().report(event).await {
-            tracing::warn!(error = %e, "could not report the boot-state repair");
-        }
+        // Kept in the outbox until the server has it.
+        self.report(event).await;
         Ok(state)
     }
 }

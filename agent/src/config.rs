@@ -64,6 +64,13 @@ pub struct Config {
     /// Download limits.
     #[serde(default)]
     pub download: DownloadConfig,
+    /// Longest wait between failed cycles of `run` (the backoff doubles from 30 s up to
+    /// this, and never past `interval`).
+    #[serde(default = "defaults::max_backoff", with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// HTTP timeouts, deadlines and size caps.
+    #[serde(default)]
+    pub http: crate::http::HttpConfig,
     /// Simulated power loss on the flash (tests only; never read from a file).
     #[serde(skip)]
     pub power_cut: Option<crate::flash::PowerCut>,
@@ -143,6 +150,13 @@ pub struct DownloadConfig {
     /// Largest target the agent downloads, in bytes (bigger ones are refused).
     #[serde(default = "defaults::max_target_size")]
     pub max_target_size: u64,
+    /// Slowest acceptable download, in bytes per second over `min_speed_window` (a slower
+    /// transfer is dropped and resumed).
+    #[serde(default = "defaults::min_speed")]
+    pub min_speed: u64,
+    /// The window the minimum speed is measured over.
+    #[serde(default = "defaults::min_speed_window", with = "humantime_serde")]
+    pub min_speed_window: Duration,
 }
 
 impl Default for DownloadConfig {
@@ -151,6 +165,8 @@ impl Default for DownloadConfig {
             attempts: defaults::attempts(),
             backoff: defaults::backoff(),
             max_target_size: defaults::max_target_size(),
+            min_speed: defaults::min_speed(),
+            min_speed_window: defaults::min_speed_window(),
         }
     }
 }
@@ -175,6 +191,15 @@ mod defaults {
     }
     pub fn max_target_size() -> u64 {
         64 << 20
+    }
+    pub fn min_speed() -> u64 {
+        256
+    }
+    pub fn min_speed_window() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn max_backoff() -> Duration {
+        Duration::from_secs(600)
     }
 }
 
@@ -229,6 +254,8 @@ impl Config {
             reboot_command: Vec::new(),
             health_checks: Vec::new(),
             download: DownloadConfig::default(),
+            max_backoff: defaults::max_backoff(),
+            http: crate::http::HttpConfig::default(),
             power_cut: None,
         }
     }

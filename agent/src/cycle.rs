@@ -139,18 +139,17 @@ fn at<E: Into<StepError>>(stage: &'static str) -> impl FnOnce(E) -> CycleError {
 impl Agent {
     /// One full update cycle (`otter-agent check`).
     pub async fn check(&self) -> Result<Outcome, CycleError> {
+        // Reports an earlier cycle could not deliver go first.
+        self.flush_outbox().await;
         let result = self.cycle().await;
         if let Err(e) = &result {
             tracing::warn!(stage = e.stage, error = %e.source, "update cycle failed");
-            // Best effort: the failure is also visible in the next check-in's state.
             let event = Event::Failed {
                 stage: e.stage.to_owned(),
                 reason: truncate(&e.source.to_string(), 1000),
             };
-            if e.stage != "checkin"
-                && let Err(report) = self.messenger().report(event).await
-            {
-                tracing::warn!(error = %report, "could not report the failure");
+            if e.stage != "checkin" {
+                self.report(event).await;
             }
         }
         result
@@ -273,15 +272,11 @@ impl Agent {
         }
         self.device.sync().map_err(at("trial"))?;
         let _ = std::fs::remove_dir_all(self.state.downloads_dir());
-        if let Err(e) = self
-            .messenger()
-            .report(Event::Installed {
-                version: plan.version,
-            })
-            .await
-        {
-            tracing::warn!(error = %e, "could not report the install");
-        }
+        self.forget_reported_outcome();
+        self.report(Event::Installed {
+            version: plan.version,
+        })
+        .await;
         let rebooted = (self.reboot)().map_err(|e| at("reboot")(StepError::Reboot(e)))?;
         Ok(Outcome::Installed {
             version: plan.version,
@@ -331,6 +326,11 @@ impl Agent {
                 ) => return Err(e),
                 Err(e) => {
                     tracing::warn!(error = %e, "delta failed; falling back to the full image");
+                    self.report(Event::Failed {
+                        stage: "delta".into(),
+                        reason: truncate(&format!("{e}; falling back to the full image"), 1000),
+                    })
+                    .await;
                 }
             }
         }
@@ -357,17 +357,12 @@ impl Agent {
         })?;
         let path = dir.join(format!("{}.part", hex::encode(target.sha256)));
         let url = repo.target_url(target).map_err(at("download"))?;
-        if let Err(e) = self
-            .messenger()
-            .report(Event::Downloading {
-                target: target.name.clone(),
-                bytes: 0,
-                total: target.length,
-            })
-            .await
-        {
-            tracing::warn!(error = %e, "could not report the download");
-        }
+        self.report(Event::Downloading {
+            target: target.name.clone(),
+            bytes: 0,
+            total: target.length,
+        })
+        .await;
         let mut progress = crate::progress::Progress::new(&target.name, target.length);
         let fetched = download::fetch(
             &self.client,
@@ -378,6 +373,8 @@ impl Agent {
             Options {
                 attempts: self.config.download.attempts,
                 backoff: self.config.download.backoff,
+                min_speed: self.config.download.min_speed,
+                min_speed_window: self.config.download.min_speed_window,
                 progress: &mut |have, total| progress.update(have, total),
             },
         )

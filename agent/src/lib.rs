@@ -11,7 +11,8 @@
 //! ([`after_boot`], [`health`]); images that failed are never installed again
 //! ([`rejected`]). [`boot_state`] rebuilds a damaged boot state, [`provision`] registers a
 //! device, [`status`] shows it, [`sim`] stands in for the factory and the bootloader on the
-//! simulated device.
+//! simulated device. Every request keeps to [`http`]'s limits, reports wait in the
+//! [`outbox`] until the server has them, and [`lock`] keeps a second agent off the state dir.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -26,8 +27,11 @@ pub mod download;
 pub mod flash;
 pub mod header_policy;
 pub mod health;
+pub mod http;
 pub mod install;
+pub mod lock;
 pub mod messages;
+pub mod outbox;
 pub mod patch;
 mod progress;
 pub mod provision;
@@ -37,6 +41,7 @@ pub mod sim;
 pub mod state_dir;
 pub mod status;
 pub mod tuf_client;
+pub mod tuf_transport;
 
 pub use after_boot::AfterBoot;
 pub use agent::Agent;

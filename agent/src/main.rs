@@ -49,7 +49,8 @@ enum Command {
     Status,
     /// Run the health checks now and confirm the running trial image if they pass.
     Confirm,
-    /// Simulated device only: tools that stand in for the factory and the bootloader.
+    /// Tools that stand in for the factory and the bootloader (the simulated device, or any
+    /// file-flash device given with --config).
     Sim {
         #[command(subcommand)]
         command: SimCommand,
@@ -110,6 +111,8 @@ fn config(cli: &Cli) -> Result<Config, AnyError> {
 
 async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
     let config = config(&cli)?;
+    // One agent per state dir, for the life of this process.
+    let _lock = otter_agent::lock::lock(&config.state_dir)?;
     match cli.command {
         Command::Provision {
             token,

@@ -1,10 +1,12 @@
 //! The signed messages the agent sends (check-in, reports) and the director's answer. Every
-//! message takes a fresh counter from the state dir, persisted before it is sent.
+//! message takes a fresh counter from the state dir, persisted before it is sent, and every
+//! request keeps to the [`http`](crate::http) limits (deadline, size cap).
 
 use otter_keys::signer::FileKey;
 use otter_keys::wire::{Assignment, CheckIn, Event, Report, Signed, WireError};
 use url::Url;
 
+use crate::http::{self, HttpConfig, HttpError};
 use crate::state_dir::{Identity, StateDir, StateDirError};
 
 /// Why talking to the server failed.
@@ -19,17 +21,20 @@ pub enum MessageError {
     /// The URL is malformed.
     #[error("server URL: {0}")]
     Url(#[from] url::ParseError),
-    /// The request failed.
-    #[error("server unreachable: {0}")]
-    Http(#[from] reqwest::Error),
-    /// The server refused the message.
-    #[error("server refused the message ({status}): {message}")]
-    Refused {
-        /// HTTP status.
-        status: reqwest::StatusCode,
-        /// The server's explanation.
-        message: String,
-    },
+    /// The request failed or the server refused the message (the text says which).
+    #[error(transparent)]
+    Http(#[from] HttpError),
+}
+
+impl MessageError {
+    /// Whether sending again later may succeed (network trouble or a 5xx).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Http(e) => e.is_transient(),
+            Self::State(_) => true,
+            Self::Sign(_) | Self::Url(_) => false,
+        }
+    }
 }
 
 /// Sends signed messages as this device.
@@ -44,6 +49,8 @@ pub struct Messenger<'a> {
     pub key: &'a FileKey,
     /// Where the counter lives.
     pub state: &'a StateDir,
+    /// Deadlines and size caps.
+    pub http: &'a HttpConfig,
 }
 
 impl Messenger<'_> {
@@ -59,17 +66,20 @@ impl Messenger<'_> {
             "api/v1/devices/{}/checkin",
             self.identity.device_id
         ))?;
-        let response = self.client.post(url).json(&signed).send().await?;
-        let response = ok_or_refused(response).await?;
-        Ok((counter, response.json().await?))
+        let request = self.client.post(url.clone()).json(&signed);
+        let response = http::send(request, &url, self.http).await?;
+        let answer = http::json(response, &url, self.http.max_response_size).await?;
+        Ok((counter, answer))
     }
 
-    /// Signs and sends one timeline event.
-    pub async fn report(&self, event: Event) -> Result<(), MessageError> {
+    /// Signs (with a fresh counter) and sends event number `event_seq` of the timeline. The
+    /// server answers a sequence number it already has as accepted, so a retry is safe.
+    pub async fn report(&self, event_seq: u64, event: Event) -> Result<(), MessageError> {
         let report = Report {
             device_id: self.identity.device_id.clone(),
             counter: self.state.next_counter()?,
             timestamp: unix_now(),
+            event_seq,
             event,
         };
         let signed = Signed::sign(report, self.key)?;
@@ -77,24 +87,11 @@ impl Messenger<'_> {
             "api/v1/devices/{}/reports",
             self.identity.device_id
         ))?;
-        ok_or_refused(self.client.post(url).json(&signed).send().await?).await?;
+        let request = self.client.post(url.clone()).json(&signed);
+        let response = http::send(request, &url, self.http).await?;
+        http::read_capped(response, &url, self.http.max_response_size).await?;
         Ok(())
     }
-}
-
-async fn ok_or_refused(response: reqwest::Response) -> Result<reqwest::Response, MessageError> {
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
-    }
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
-    Err(MessageError::Refused {
-        status,
-        message: body["message"]
-            .as_str()
-            .unwrap_or("(no message)")
-            .to_owned(),
-    })
 }
 
 /// Seconds since the Unix epoch.

@@ -107,8 +107,10 @@ pub async fn provision(
             url: request.server.to_owned(),
             source,
         })?;
-    let response = reqwest::Client::new()
-        .post(url)
+    let http = crate::http::HttpConfig::default();
+    let response = crate::http::client(&http)?
+        .post(url.clone())
+        .timeout(http.request_timeout)
         .bearer_auth(request.token)
         .json(&json!({
             "public_key": hex::encode(key.public_key()),
@@ -118,7 +120,11 @@ pub async fn provision(
         .send()
         .await?;
     let status = response.status();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let body: serde_json::Value = crate::http::read_capped(response, &url, http.max_response_size)
+        .await
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
     let device_id = match body["id"].as_str() {
         Some(id) if status.is_success() => id.to_owned(),
         _ => {

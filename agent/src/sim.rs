@@ -32,3 +32,13 @@ pub fn reset(device: &Device) -> Result<BootDecision, DeviceError> {
     device.sync()?;
     Ok(decision)
 }
+
+/// Asks for a trial boot of `slot` as the agent does after an install (tests that replay a
+/// trial of an image already in the slot). The bootloader verifies the slot before booting it.
+pub fn request_trial(device: &Device, slot: Slot) -> Result<(), DeviceError> {
+    device
+        .control()?
+        .request_trial(slot)
+        .map_err(DeviceError::Boot)?;
+    device.sync()
+}

@@ -12,6 +12,8 @@ use otter_keys::targets::{TargetInfo, TargetInfoError};
 use tough::{RepositoryLoader, TargetName};
 use url::Url;
 
+use crate::tuf_transport::MetadataTransport;
+
 /// Why TUF metadata or a target could not be trusted.
 #[derive(Debug, thiserror::Error)]
 pub enum TufClientError {
@@ -27,8 +29,8 @@ pub enum TufClientError {
     #[error("TUF repository URL: {0}")]
     Url(#[from] url::ParseError),
     /// tough refused the repository (bad signature, rollback, expired, unreachable...).
-    #[error("TUF refresh failed: {0}")]
-    Refresh(#[source] Box<tough::error::Error>),
+    #[error("TUF refresh failed: {}", crate::http::chain(.0.as_ref()))]
+    Refresh(Box<tough::error::Error>),
     /// No such target in the signed targets metadata.
     #[error("target {0:?} is not in the signed TUF targets")]
     UnknownTarget(String),
@@ -62,6 +64,7 @@ pub enum TufClientError {
 #[derive(Debug, Clone)]
 pub struct TufClient {
     dir: PathBuf,
+    transport: MetadataTransport,
     metadata_url: Url,
     targets_url: Url,
 }
@@ -90,8 +93,14 @@ const ROOT: &str = "root.json";
 
 impl TufClient {
     /// A client for the repository at `server` (`/tuf/metadata/`, `/tuf/targets/`), trusting
-    /// `dir/root.json` if present, else `initial_root` (which is written there).
-    pub fn new(dir: &Path, initial_root: &[u8], server: &Url) -> Result<Self, TufClientError> {
+    /// `dir/root.json` if present, else `initial_root` (which is written there); metadata
+    /// comes through `transport` (the agent's HTTP limits and retries).
+    pub fn new(
+        dir: &Path,
+        initial_root: &[u8],
+        server: &Url,
+        transport: MetadataTransport,
+    ) -> Result<Self, TufClientError> {
         let io = |source| TufClientError::Io {
             path: dir.to_path_buf(),
             source,
@@ -103,6 +112,7 @@ impl TufClient {
         }
         Ok(Self {
             dir: dir.to_path_buf(),
+            transport,
             metadata_url: server.join("tuf/metadata/")?,
             targets_url: server.join("tuf/targets/")?,
         })
@@ -118,6 +128,7 @@ impl TufClient {
         let repo =
             RepositoryLoader::new(&root, self.metadata_url.clone(), self.targets_url.clone())
                 .datastore(self.dir.clone())
+                .transport(self.transport.clone())
                 .load()
                 .await
                 .map_err(|e| TufClientError::Refresh(Box::new(e)))?;
@@ -162,7 +173,8 @@ impl Refreshed {
             .join(&format!("{dir}{}.{file}", hex::encode(entry.sha256)))?)
     }
 
-    /// Downloads target `name` through tough (length-capped, hash-verified) into `dir`.
+    /// Downloads target `name` through tough (length-capped, hash-verified) into `dir`, read
+    /// whole under the metadata size cap (the cycle uses the resumable [`crate::download`]).
     pub async fn fetch_target(&self, name: &str, dir: &Path) -> Result<PathBuf, TufClientError> {
         let key = target_name(name)?;
         self.repo

@@ -85,6 +85,7 @@ fn report() -> Report {
         device_id: "dev-0042".into(),
         counter: 18,
         timestamp: NOW + 5,
+        event_seq: 4,
         event: Event::Downloading {
             target: "fw-1.5.0.bin".into(),
             bytes: 4096,

@@ -7,7 +7,8 @@ use serde_json::Value;
 
 type AnyError = Box<dyn std::error::Error>;
 
-/// Uploads `image`, prints the release, and (with `wait`) polls its delta job to the end.
+/// Uploads `image` and prints the release as one JSON document: with `wait`, once its
+/// delta job has ended (so it lists the deltas built); without, as uploaded.
 pub async fn publish(server: &str, token: &str, image: &Path, wait: bool) -> Result<(), AnyError> {
     let base = server.trim_end_matches('/');
     let bytes = tokio::fs::read(image)
@@ -27,11 +28,12 @@ pub async fn publish(server: &str, token: &str, image: &Path, wait: bool) -> Res
         .send()
         .await?;
     let release = json_or_error(response).await?;
-    println!("{}", serde_json::to_string_pretty(&release)?);
     let (Some(id), true) = (release["id"].as_str(), wait) else {
+        println!("{}", serde_json::to_string_pretty(&release)?);
         return Ok(());
     };
     let Some(job) = release["delta_job"]["id"].as_str() else {
+        println!("{}", serde_json::to_string_pretty(&release)?);
         return Ok(());
     };
     eprintln!("building deltas (job {job})...");
@@ -58,7 +60,7 @@ pub async fn publish(server: &str, token: &str, image: &Path, wait: bool) -> Res
         .send()
         .await?;
     let release = json_or_error(response).await?;
-    println!("{}", serde_json::to_string_pretty(&release["deltas"])?);
+    println!("{}", serde_json::to_string_pretty(&release)?);
     Ok(())
 }
 

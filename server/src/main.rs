@@ -31,7 +31,8 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
-    /// Upload a signed image to a running server and show the deltas it builds.
+    /// Upload a signed image to a running server; prints the release (with the deltas it
+    /// built, unless --no-wait) as one JSON document.
     Publish {
         /// The signed image (from `otter-keys sign-image`).
         image: PathBuf,

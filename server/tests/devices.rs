@@ -84,10 +84,22 @@ async fn post_report(
     counter: u64,
     event: Event,
 ) -> reqwest::Response {
+    post_event(s, device, counter, counter, event).await
+}
+
+/// Sends event number `event_seq` signed with message counter `counter`.
+async fn post_event(
+    s: &TestServer,
+    device: &Device,
+    counter: u64,
+    event_seq: u64,
+    event: Event,
+) -> reqwest::Response {
     let report = Report {
         device_id: device.id.clone(),
         counter,
         timestamp: now(),
+        event_seq,
         event,
     };
     let signed = Signed::sign(report, &device.key).unwrap();
@@ -364,6 +376,60 @@ async fn forged_replayed_foreign_and_skewed_checkins_are_refused() {
             "{metrics}"
         );
         s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_retried_event_is_stored_once_and_answered_as_accepted() {
+    for kind in databases() {
+        let s = TestServer::start(kind).await;
+        let provision = s.token(&[Scope::Provision]).await;
+        let fleet = s.token(&[Scope::Fleet]).await;
+        let d = register(&s, &provision, "SN1", "acme-1").await;
+        let rolled_back = Event::RolledBack {
+            from: "1.1.0".parse().unwrap(),
+        };
+        assert_eq!(
+            post_event(&s, &d, 1, 7, rolled_back.clone()).await.status(),
+            204
+        );
+        // The same event again (the agent did not see the answer), re-signed with a fresh
+        // counter: accepted, not stored twice.
+        let again = post_event(&s, &d, 2, 7, rolled_back.clone()).await;
+        assert_eq!(again.status(), 200);
+        let ack: Value = again.json().await.unwrap();
+        assert_eq!(ack, json!({"duplicate": true, "event_seq": 7}));
+        // The same rollback value as a new event (a second rollback) is a second entry.
+        assert_eq!(post_event(&s, &d, 3, 8, rolled_back).await.status(), 204);
+        // A replayed message is still refused, whatever its event number.
+        let replay = post_event(
+            &s,
+            &d,
+            3,
+            9,
+            Event::Healthy {
+                version: "1.1.0".parse().unwrap(),
+            },
+        );
+        expect_error(replay.await, 409, "conflict").await;
+
+        let view: Value = s
+            .client
+            .get(s.at(&format!("/api/v1/devices/{}", d.id)))
+            .bearer_auth(&fleet)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let kinds: Vec<&str> = view["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["rolled_back", "rolled_back"]);
     }
 }
 

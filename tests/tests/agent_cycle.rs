@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::proxy::Proxy;
+use common::proxy::{Fault, Proxy, Route};
 use common::smuggle::{sha256, smuggle_release};
 use common::{BOARD, Fleet, firmware, next_release, sign_with};
 use otter_agent::cycle::Outcome;
@@ -116,16 +116,14 @@ async fn full_image_when_no_delta_fits_or_the_delta_fails() {
     );
     assert_eq!(&stray.slot_bytes(Slot::B)[..v2.len()], &v2[..]);
 
-    // A delta that breaks on the way (the proxy cuts it and retries are exhausted): the
+    // A delta that breaks on the way (the proxy flips a byte, so it fails its hash): the
     // agent falls back to the full image.
     let proxy = Proxy::start(&fleet.url, director(&fleet)).await;
     let device = fleet.device("SN-2", &proxy.url, &v1).await;
-    let mut config = device.config.clone();
-    config.download.attempts = 1;
-    let agent = Agent::open(config)
+    let agent = Agent::open(device.config.clone())
         .unwrap()
         .with_reboot_hook(std::sync::Arc::new(|| Ok(true)));
-    proxy.cut_next_target_after(10);
+    proxy.inject(Route::Delta, Fault::Flip(10), 1);
     let outcome = agent.check().await.unwrap();
     assert!(
         matches!(

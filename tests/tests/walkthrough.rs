@@ -156,6 +156,10 @@ fn the_readme_walkthrough_works() {
             &url,
         ],
     );
+    // One JSON document: the release with the delta the server built from 1.0.0.
+    let release: serde_json::Value = serde_json::from_str(&published)
+        .unwrap_or_else(|e| panic!("publish printed no single JSON document ({e}):\n{published}"));
+    assert_eq!(release["version"], "1.1.0", "{published}");
     assert!(
         published.contains("deltas/demo-board/1.0.0_1.1.0.patch"),
         "{published}"
@@ -191,6 +195,34 @@ fn the_readme_walkthrough_works() {
             "trust"
         ])
         .contains("provisioned as dev_")
+    );
+    // An image bigger than the simulated 1 984 KiB slot is refused, saying so.
+    std::fs::write(d.join("big.bin"), vec![0x5a; 4 << 20]).unwrap();
+    run(
+        d,
+        &keys,
+        &[
+            "sign-image",
+            "--key",
+            key,
+            "--hardware-id",
+            "demo-board",
+            "--version",
+            "0.9.0",
+            "big.bin",
+            "-o",
+            "big.img",
+        ],
+    );
+    let big = Command::new(&agent)
+        .current_dir(d)
+        .args(["--state-dir", "device1", "sim", "factory-image", "big.img"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&big.stderr);
+    assert!(
+        !big.status.success() && err.contains("does not fit slot A"),
+        "{err}"
     );
     a(&["sim", "factory-image", "fw-1.0.0.img"]);
     assert!(a(&["sim", "reset"]).contains("booting slot A: 1.0.0"));

@@ -34,10 +34,11 @@
 //!     attempts_left           u8
 //!   last_outcome            BootOutcome
 //!
-//! Report       tag "otter/report/v1\0"
+//! Report       tag "otter/report/v2\0"
 //!   device_id               string ≤ 128
 //!   counter                 u64
 //!   timestamp               u64
+//!   event_seq               u64
 //!   event                   Event
 //!
 //! Assignment   tag "otter/assignment/v1\0"

@@ -71,6 +71,7 @@ fn small_report() -> Report {
         device_id: "d1".into(),
         counter: 3,
         timestamp: 0x0102_0304_0506_0708,
+        event_seq: 0x11,
         event: Event::Failed {
             stage: "s".into(),
             reason: "é".into(),
@@ -82,11 +83,12 @@ fn small_report() -> Report {
 fn canonical_bytes_of_a_report_are_pinned() {
     let message = small_report();
     let expected = [
-        "6f747465722f7265706f72742f763100", // "otter/report/v1\0"
+        "6f747465722f7265706f72742f763200", // "otter/report/v2\0"
         "02000000",
         "6431",             // device_id "d1"
         "0300000000000000", // counter 3
         "0807060504030201", // timestamp, little-endian
+        "1100000000000000", // event_seq 17
         "04",               // Failed
         "01000000",
         "73", // stage "s"
@@ -156,7 +158,7 @@ fn canonical_bytes_of_an_assignment_are_pinned() {
 fn each_message_type_has_its_own_domain_tag() {
     let tags = [CheckIn::TAG, Report::TAG, Assignment::TAG];
     assert_eq!(tags[0], b"otter/checkin/v1\0");
-    assert_eq!(tags[1], b"otter/report/v1\0");
+    assert_eq!(tags[1], b"otter/report/v2\0");
     assert_eq!(tags[2], b"otter/assignment/v1\0");
     for (i, a) in tags.iter().enumerate() {
         for (j, b) in tags.iter().enumerate() {
@@ -189,13 +191,16 @@ fn each_message_type_has_its_own_domain_tag() {
 /// only the domain tag tells them apart, and it is enough.
 #[test]
 fn a_checkin_signature_does_not_verify_as_a_report_with_the_same_field_bytes() {
-    // After device id, counter and timestamp (shared), the check-in continues with
-    // version major (4 = the report's `Failed` tag, then three zero bytes), minor (its low
-    // byte ends the stage length: 0, so stage = ""; its upper three bytes and patch's low
-    // byte form the reason length 39), patch, digest, slots and outcome (the reason).
+    // After device id, counter and timestamp (shared), the check-in continues with the
+    // version: major and minor form the report's event_seq; patch's low byte is the
+    // report's `Failed` tag (4) and its upper three bytes plus the digest's first byte the
+    // stage length (0, so stage = ""); digest bytes 1..5 form the reason length (31), and
+    // the reason is the rest of the digest (27 bytes) plus slots and outcome (4 bytes).
+    let mut digest = [b'a'; 32];
+    digest[..5].copy_from_slice(&[0, 31, 0, 0, 0]);
     let sneaky = CheckIn {
-        current_version: Version::new(4, 39 << 8, 0),
-        image_sha256: [b'a'; 32],
+        current_version: Version::new(7, 9, 4),
+        image_sha256: digest,
         slots: SlotReport {
             running: Slot::A,
             confirmed: Slot::A,
@@ -204,12 +209,13 @@ fn a_checkin_signature_does_not_verify_as_a_report_with_the_same_field_bytes() {
         last_outcome: BootOutcome::None,
         ..small_checkin()
     };
-    let reason = format!("\0\0\0{}\0\0\0\0", "a".repeat(32));
-    assert_eq!(reason.len(), 39);
+    let reason = format!("{}\0\0\0\0", "a".repeat(27));
+    assert_eq!(reason.len(), 31);
     let forged = Report {
         device_id: sneaky.device_id.clone(),
         counter: sneaky.counter,
         timestamp: sneaky.timestamp,
+        event_seq: 7 | (9 << 32),
         event: Event::Failed {
             stage: String::new(),
             reason,

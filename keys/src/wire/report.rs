@@ -8,7 +8,10 @@ use super::signed::DeviceMessage;
 use super::{WireError, WireMessage, serde_helpers};
 
 /// One step of an update, as the device reports it. Signed over its
-/// [`canonical`](super::canonical) bytes, tag `otter/report/v1\0`.
+/// [`canonical`](super::canonical) bytes, tag `otter/report/v2\0`.
+///
+/// `counter` is the message counter (fresh for every send, so a retry is never a replay);
+/// `event_seq` numbers the event itself, so the server stores a retried event once.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Report {
@@ -18,6 +21,9 @@ pub struct Report {
     pub counter: u64,
     /// When it was sent (unix seconds, device clock).
     pub timestamp: u64,
+    /// The event's own number on this device: rises by one per event, and stays the same
+    /// when the same event is sent again.
+    pub event_seq: u64,
     /// What happened.
     pub event: Event,
 }
@@ -106,13 +112,14 @@ impl Event {
 }
 
 impl WireMessage for Report {
-    const TAG: &'static [u8] = b"otter/report/v1\0";
+    const TAG: &'static [u8] = b"otter/report/v2\0";
 
     fn canonical_bytes(&self) -> Result<Vec<u8>, WireError> {
         let mut enc = Encoder::new(Self::TAG);
         enc.str("device_id", &self.device_id, MAX_DEVICE_ID_LEN)?
             .u64(self.counter)
-            .u64(self.timestamp);
+            .u64(self.timestamp)
+            .u64(self.event_seq);
         self.event.encode(&mut enc)?;
         Ok(enc.finish())
     }

@@ -1,9 +1,16 @@
 //! `POST /api/v1/devices/{id}/reports`: a signed event (downloading, installed, booted,
 //! healthy, failed, rolled back) appended to the device's timeline.
+//!
+//! The agent keeps each event in an outbox until it is acknowledged and retries it with a
+//! fresh message counter, so the event's own number (`event_seq`) is what makes it unique:
+//! an event already stored is answered as accepted (200, `duplicate: true`) and not stored
+//! again.
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use otter_keys::wire::{Event, Report, Signed};
+use serde::Serialize;
 
 use super::{store, verify};
 use crate::api::extract::{Json, Path};
@@ -12,11 +19,23 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::logsafe::untrusted;
 use crate::state::AppState;
 
-/// Stores one event of the device's update timeline.
+/// The answer to a report the server already had.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ReportAck {
+    /// Always true: the event was stored before, by an earlier send.
+    pub duplicate: bool,
+    /// The event's number.
+    pub event_seq: u64,
+}
+
+/// Stores one event of the device's update timeline, once per event number.
 #[utoipa::path(post, path = "/api/v1/devices/{id}/reports", tag = "devices",
     params(("id" = String, Path, description = "Device id")),
     request_body(content = Object, description = "`Signed<Report>` signed by the device key"),
     responses((status = 204, description = "stored"),
+              (status = 200, body = ReportAck,
+               description = "already stored by an earlier send of the same event_seq: accepted, not stored again"),
+              (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 422, body = ErrorBody)))]
@@ -24,9 +43,11 @@ pub async fn report(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Json(signed): Json<Signed<Report>>,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Response> {
     let verified = verify::device_message(&state, &id, &signed).await?;
     let report = verified.message;
+    let event_seq = i64::try_from(report.event_seq)
+        .map_err(|_| ApiError::BadRequest("event_seq must be below 2^63".into()))?;
     let event = serde_json::to_string(&report.event).map_err(ApiError::internal)?;
     let mut tx = state.db.pool().begin().await?;
     if !store::accept(&mut *tx, &id, verified.counter, None).await? {
@@ -34,21 +55,32 @@ pub async fn report(
             "message refused: counter already used (replayed or reordered)".into(),
         ));
     }
-    sqlx::query(
-        "INSERT INTO device_events (device_id, counter, device_time, received_at, kind, event) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+    let stored = sqlx::query(
+        "INSERT INTO device_events \
+         (device_id, counter, event_seq, device_time, received_at, kind, event) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (device_id, event_seq) DO NOTHING",
     )
     .bind(&id)
     .bind(verified.counter)
+    .bind(event_seq)
     .bind(i64::try_from(report.timestamp).unwrap_or(i64::MAX))
     .bind(now())
     .bind(kind(&report.event))
     .bind(event)
     .execute(&mut *tx)
-    .await?;
+    .await?
+    .rows_affected();
     tx.commit().await?;
-    tracing::info!(device = %untrusted(&id), kind = kind(&report.event), "device report");
-    Ok(StatusCode::NO_CONTENT)
+    if stored == 0 {
+        tracing::info!(device = %untrusted(&id), event_seq, kind = kind(&report.event), "device report already stored");
+        let ack = ReportAck {
+            duplicate: true,
+            event_seq: report.event_seq,
+        };
+        return Ok((StatusCode::OK, axum::Json(ack)).into_response());
+    }
+    tracing::info!(device = %untrusted(&id), event_seq, kind = kind(&report.event), "device report");
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// The event's name as stored and shown.

@@ -300,3 +300,37 @@ pub fn next_release(base: &[u8], seed: u64) -> Vec<u8> {
     out.splice(insert_at..insert_at, block);
     out
 }
+
+/// The directory of the workspace's binaries, built as `cargo test --workspace` builds them
+/// (so this is a no-op inside that run, with the same features and profile).
+pub fn binaries() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["test", "--workspace", "--no-run", "--quiet"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// An agent configuration file for `device`'s simulated flash, with `extra` TOML appended.
+pub fn agent_config_file(device: &Device, extra: &str) -> PathBuf {
+    let c = &device.config;
+    let flash = device.state_dir().join("flash.img");
+    let p = |p: otter_agent::config::PartitionConfig| {
+        format!("{{ offset = {}, size = {} }}", p.offset, p.size)
+    };
+    let text = format!(
+        "state_dir = {:?}\n{extra}\n[flash]\nbackend = \"file\"\npath = {:?}\n\
+         [layout]\nslot_a = {}\nslot_b = {}\nstate = {}\n",
+        device.state_dir(),
+        flash,
+        p(c.layout.slot_a),
+        p(c.layout.slot_b),
+        p(c.layout.state),
+    );
+    let path = device.state_dir().join("agent.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
