@@ -364,3 +364,37 @@ proptest! {
         let _ = assert_agrees(&old, &patch, new.len());
     }
 }
+
+/// A control entry in the bsdiff format (sign-magnitude little-endian lengths and seek).
+fn control(mix: u64, copy: u64, seek: u64) -> Vec<u8> {
+    [mix, copy, seek]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect()
+}
+
+#[test]
+fn a_patch_of_empty_entries_is_refused_instead_of_spinning() {
+    // A million entries that write nothing: 24 MB raw, a few KiB compressed, and without a
+    // bound hours of work on a device for a megabyte of it.
+    let old = vec![7u8; 64];
+    let patch = vec![0u8; CONTROL_LEN * 1_000_000];
+    let err = ours(&old, &patch, 16).unwrap_err();
+    assert!(
+        matches!(err, PatchError::NoProgress { entry, .. } if entry == u64::from(otter_agent::patch::MAX_IDLE_ENTRIES)),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_few_seek_only_entries_between_real_ones_still_apply() {
+    let old: Vec<u8> = (0..64u8).collect();
+    let mut patch = Vec::new();
+    for _ in 0..otter_agent::patch::MAX_IDLE_ENTRIES {
+        patch.extend(control(0, 0, 0));
+    }
+    patch.extend(control(4, 0, 0));
+    patch.extend([0u8; 4]);
+    assert_eq!(reference(&old, &patch).as_deref(), Some(&old[..4]));
+    assert_eq!(ours(&old, &patch, 4).unwrap(), old[..4]);
+}

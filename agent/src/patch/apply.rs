@@ -16,6 +16,11 @@ use super::source::OldImage;
 /// Size of each of the applier's two stack buffers (patch data, old-image data).
 pub const APPLY_BUFFER_LEN: usize = 4096;
 
+/// Consecutive entries that write nothing (a seek alone) accepted before the patch is
+/// refused: a real patch never needs many, and without a bound a tiny compressed patch of
+/// empty entries could keep a device busy for hours. This bounds the work per output byte.
+pub const MAX_IDLE_ENTRIES: u32 = 64;
+
 /// What an apply did, for logs and reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ApplyStats {
@@ -51,6 +56,7 @@ where
         expected: expected_len,
         stats: ApplyStats::default(),
         old_pos: 0,
+        idle: 0,
     }
     .run()
 }
@@ -64,6 +70,8 @@ struct Applier<R, O, S> {
     stats: ApplyStats,
     /// The old-image cursor.
     old_pos: u64,
+    /// Entries in a row that wrote nothing.
+    idle: u32,
 }
 
 /// Result of filling a buffer from the patch.
@@ -91,6 +99,7 @@ impl<R: Read, O: OldImage, S: Sink> Applier<R, O, S> {
             let control = Control::decode(&raw)
                 .map_err(|(field, raw)| PatchError::NegativeLength { entry, field, raw })?;
             self.check_entry(&control)?;
+            self.check_progress(&control)?;
             self.mix(control.mix_len, &mut data, &mut old_data)?;
             self.copy(control.copy_len, &mut data)?;
             self.seek(control.seek)?;
@@ -103,6 +112,22 @@ impl<R: Read, O: OldImage, S: Sink> Applier<R, O, S> {
             });
         }
         Ok(self.stats)
+    }
+
+    /// Refuses the entry after [`MAX_IDLE_ENTRIES`] in a row that write no byte.
+    fn check_progress(&mut self, c: &Control) -> Res<(), O, S> {
+        if c.mix_len == 0 && c.copy_len == 0 {
+            self.idle += 1;
+            if self.idle > MAX_IDLE_ENTRIES {
+                return Err(PatchError::NoProgress {
+                    entry: self.stats.entries,
+                    idle: self.idle,
+                });
+            }
+        } else {
+            self.idle = 0;
+        }
+        Ok(())
     }
 
     /// Refuses an entry that would write past the declared length or read old bytes the

@@ -70,6 +70,14 @@ pub enum PatchError<O, S> {
         /// The declared result length.
         expected: u64,
     },
+    /// Too many entries in a row write nothing: the patch spins instead of producing bytes.
+    #[error("patch entry {entry}: {idle} entries in a row write nothing; refused")]
+    NoProgress {
+        /// Index of the entry.
+        entry: u64,
+        /// Entries in a row without output.
+        idle: u32,
+    },
     /// The patch ended before producing the declared result length.
     #[error("patch produced {written} bytes, short of the expected {expected}")]
     OutputTooShort {

@@ -16,7 +16,7 @@ mod sink;
 mod source;
 mod zstd;
 
-pub use apply::{APPLY_BUFFER_LEN, ApplyStats, apply};
+pub use apply::{APPLY_BUFFER_LEN, ApplyStats, MAX_IDLE_ENTRIES, apply};
 pub use error::PatchError;
 pub use format::{CONTROL_LEN, Control, LengthField};
 pub use sink::{IoSink, Sink};
