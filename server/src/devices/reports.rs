@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use otter_keys::wire::{Event, Report, Signed};
 
-use super::{store, verify};
+use super::{rejections, store, verify};
 use crate::api::extract::{Json, Path};
 use crate::db::now;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -45,6 +45,8 @@ pub async fn report(
     .bind(event)
     .execute(&mut *tx)
     .await?;
+    // A rollback or failed trial: the director stops offering that release to this device.
+    rejections::record(&mut tx, &verified.device, &report.event).await?;
     tx.commit().await?;
     tracing::info!(device = %id, kind = kind(&report.event), "device report");
     Ok(StatusCode::NO_CONTENT)
