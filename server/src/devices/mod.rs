@@ -5,6 +5,7 @@ mod assign;
 mod checkin;
 mod fleet;
 mod register;
+mod rejections;
 mod reports;
 mod store;
 mod verify;
@@ -23,4 +24,5 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(fleet::show))
         .routes(routes!(checkin::checkin))
         .routes(routes!(reports::report))
+        .routes(routes!(rejections::retry))
 }

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use otter_keys::wire::{Event, Report, Signed};
 use serde::Serialize;
 
-use super::{store, verify};
+use super::{rejections, store, verify};
 use crate::api::extract::{Json, Path};
 use crate::db::now;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -70,6 +70,11 @@ pub async fn report(
     .execute(&mut *tx)
     .await?
     .rows_affected();
+    if stored > 0 {
+        // A rollback or failed trial: the director stops offering that release to this
+        // device. A re-sent event changes nothing, so an operator's retry stays in force.
+        rejections::record(&mut tx, &verified.device, &report.event).await?;
+    }
     tx.commit().await?;
     if stored == 0 {
         tracing::info!(device = %untrusted(&id), event_seq, kind = kind(&report.event), "device report already stored");

@@ -1,0 +1,212 @@
+//! No endless rollback loop: a release a device rolled back, or whose trial failed its
+//! health check, is not assigned to that device again; a newer release still is; an
+//! operator's retry makes the rejected one assignable again.
+
+mod common;
+
+use common::{TestServer, databases, expect_error};
+use otter_boot::Slot;
+use otter_keys::keyset::Role;
+use otter_keys::signer::{FileKey, Signer};
+use otter_keys::wire::{Assignment, BootOutcome, CheckIn, Event, Report, Signed, SlotReport};
+use otter_server::auth::Scope;
+use serde_json::{Value, json};
+
+fn now() -> u64 {
+    jiff::Timestamp::now().as_second() as u64
+}
+
+struct Device {
+    id: String,
+    key: FileKey,
+    counter: u64,
+    director: [u8; 32],
+    _dir: tempfile::TempDir,
+}
+
+impl Device {
+    async fn register(s: &TestServer, token: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let key = FileKey::generate_at(&dir.path().join("device.key")).unwrap();
+        let body: Value = s
+            .client
+            .post(s.at("/api/v1/devices"))
+            .bearer_auth(token)
+            .json(
+                &json!({"public_key": hex::encode(key.public_key()), "hardware_id": "board-r",
+                          "serial": "SN-R"}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        Self {
+            id: body["id"].as_str().unwrap().to_owned(),
+            key,
+            counter: 0,
+            director: s.keyset().role_key(Role::Director).unwrap().public_key(),
+            _dir: dir,
+        }
+    }
+
+    /// The version the director assigns now, if any.
+    async fn assigned(&mut self, s: &TestServer) -> Option<String> {
+        self.counter += 1;
+        let message = CheckIn {
+            device_id: self.id.clone(),
+            counter: self.counter,
+            timestamp: now(),
+            current_version: "1.0.0".parse().unwrap(),
+            image_sha256: [7; 32],
+            slots: SlotReport {
+                running: Slot::A,
+                confirmed: Slot::A,
+                trial: None,
+            },
+            last_outcome: BootOutcome::None,
+        };
+        let signed = Signed::sign(message, &self.key).unwrap();
+        let answer: Signed<Assignment> = s
+            .client
+            .post(s.at(&format!("/api/v1/devices/{}/checkin", self.id)))
+            .json(&signed)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let assignment = answer
+            .verify(&self.director, &self.id, self.counter, now())
+            .unwrap();
+        assignment.target.as_ref().map(|t| t.version.to_string())
+    }
+
+    async fn report(&mut self, s: &TestServer, event: Event) {
+        self.counter += 1;
+        let report = Report {
+            device_id: self.id.clone(),
+            counter: self.counter,
+            timestamp: now(),
+            event_seq: self.counter,
+            event,
+        };
+        let signed = Signed::sign(report, &self.key).unwrap();
+        let r = s
+            .client
+            .post(s.at(&format!("/api/v1/devices/{}/reports", self.id)))
+            .json(&signed)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+}
+
+async fn publish(s: &TestServer, token: &str, version: &str) {
+    let payload: Vec<u8> = version.bytes().cycle().take(4000).collect();
+    let r = s
+        .publish(token, s.sign_image("board-r", version, 1, &payload))
+        .await;
+    assert_eq!(r.status(), 201);
+}
+
+async fn retry(s: &TestServer, token: &str, device: &str) -> reqwest::Response {
+    s.client
+        .post(s.at(&format!("/api/v1/devices/{device}/retry")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_rolled_back_or_failed_release_is_not_reassigned_until_an_operator_retries() {
+    for kind in databases() {
+        let s = TestServer::start(kind).await;
+        let publisher = s.token(&[Scope::Publish]).await;
+        let provision = s.token(&[Scope::Provision]).await;
+        let fleet = s.token(&[Scope::Fleet]).await;
+        let v = |text: &str| text.parse().unwrap();
+        publish(&s, &publisher, "1.0.0").await;
+        publish(&s, &publisher, "1.1.0").await;
+        let mut device = Device::register(&s, &provision).await;
+        assert_eq!(device.assigned(&s).await.as_deref(), Some("1.1.0"));
+
+        // 1.1.0 is installed, boots on trial and is rolled back: the previous release now.
+        device
+            .report(
+                &s,
+                Event::Installed {
+                    version: v("1.1.0"),
+                },
+            )
+            .await;
+        device
+            .report(&s, Event::RolledBack { from: v("1.1.0") })
+            .await;
+        assert_eq!(device.assigned(&s).await.as_deref(), Some("1.0.0"));
+        assert_eq!(device.assigned(&s).await.as_deref(), Some("1.0.0"));
+
+        // A newer release is still offered; its failed health check rejects it too.
+        publish(&s, &publisher, "1.2.0").await;
+        assert_eq!(device.assigned(&s).await.as_deref(), Some("1.2.0"));
+        device
+            .report(
+                &s,
+                Event::Booted {
+                    version: v("1.2.0"),
+                },
+            )
+            .await;
+        device
+            .report(
+                &s,
+                Event::Failed {
+                    stage: "health".into(),
+                    reason: "watchdog".into(),
+                },
+            )
+            .await;
+        assert_eq!(device.assigned(&s).await.as_deref(), Some("1.0.0"));
+        // A download failure says nothing about the image: nothing more is rejected.
+        device
+            .report(
+                &s,
+                Event::Failed {
+                    stage: "download".into(),
+                    reason: "connection reset".into(),
+                },
+            )
+            .await;
+        assert_eq!(device.assigned(&s).await.as_deref(), Some("1.0.0"));
+
+        // Only the fleet may retry, and only a known device.
+        expect_error(retry(&s, &publisher, &device.id).await, 403, "forbidden").await;
+        expect_error(retry(&s, &fleet, "dev_missing").await, 404, "not_found").await;
+        let r = retry(&s, &fleet, &device.id).await;
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["cleared"].as_array().unwrap().len(), 2, "{body}");
+        assert_eq!(device.assigned(&s).await.as_deref(), Some("1.2.0"));
+
+        // The route is in the OpenAPI document.
+        let doc: Value = s
+            .client
+            .get(s.at("/api/v1/openapi.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            doc["paths"]["/api/v1/devices/{id}/retry"]["post"].is_object(),
+            "{}",
+            doc["paths"]
+        );
+        s.stop().await;
+    }
+}
