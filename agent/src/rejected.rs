@@ -148,8 +148,9 @@ impl Agent {
         forget_trial(&self.state);
     }
 
-    /// A running trial failed its health check: reject its image and reboot now, so the
-    /// bootloader counts the attempt and rolls back without waiting for some later reset.
+    /// A running trial failed its health check: reject its image, abandon the trial and
+    /// reboot now, so the bootloader rolls back at this reset instead of booting the trial
+    /// until its attempts run out.
     pub(crate) fn reject_unhealthy_trial(&self, trial: &Trial, reason: &str) {
         match self.device.slot_image(trial.slot) {
             Ok(image) => self.reject(
@@ -159,6 +160,9 @@ impl Agent {
             ),
             Err(e) => tracing::error!(error = %e, "cannot hash the unhealthy trial image"),
         }
+        if let Err(e) = self.abandon_trial() {
+            tracing::error!(error = %e, "could not abandon the trial: it boots again until its attempts run out");
+        }
         match (self.reboot)() {
             Ok(true) => tracing::info!("rebooting so the bootloader rolls back"),
             Ok(false) => tracing::warn!(
@@ -166,6 +170,14 @@ impl Agent {
             ),
             Err(e) => tracing::error!(error = %e, "the reboot after a failed health check failed"),
         }
+    }
+
+    fn abandon_trial(&self) -> Result<(), crate::device::DeviceError> {
+        self.device
+            .control()?
+            .abandon_trial()
+            .map_err(crate::device::DeviceError::Boot)?;
+        self.device.sync()
     }
 
     fn reject(&self, sha256: &[u8; 32], version: Version, reason: &str) {

@@ -1,7 +1,8 @@
 //! The boot state API, shared by both sides so they cannot drift: the device side (the
-//! agent) calls [`BootControl::request_trial`], [`BootControl::confirm`] and
-//! [`BootControl::status`], and [`BootControl::rebuild_state`] when the state is unreadable;
-//! the bootloader calls [`BootControl::decide`] at every reset.
+//! agent) calls [`BootControl::request_trial`], [`BootControl::confirm`] (or
+//! [`BootControl::abandon_trial`]) and [`BootControl::status`], and
+//! [`BootControl::rebuild_state`] when the state is unreadable; the bootloader calls
+//! [`BootControl::decide`] at every reset.
 //!
 //! Rules kept here:
 //! - a slot is booted only after it verifies (hash, signature, hardware id, counter);
@@ -9,6 +10,7 @@
 //!   resets is abandoned after `trial_attempts` boots;
 //! - confirming raises the anti-rollback floor to the confirmed image's security counter.
 
+mod abandon;
 mod decide;
 mod rebuild;
 mod record;
@@ -47,7 +49,7 @@ pub enum BootError {
     State(StateError),
     /// The slot's image does not verify.
     Verify(VerifyError),
-    /// `confirm` while no trial image is running.
+    /// `confirm` or `abandon_trial` while no trial image is running.
     NotOnTrial,
     /// `request_trial` while a trial image is running unconfirmed.
     TrialInProgress,
@@ -81,7 +83,10 @@ impl fmt::Display for BootError {
         match self {
             Self::State(e) => write!(f, "{e}"),
             Self::Verify(e) => write!(f, "{e}"),
-            Self::NotOnTrial => write!(f, "no trial image is running, nothing to confirm"),
+            Self::NotOnTrial => write!(
+                f,
+                "no trial image is running, nothing to confirm or abandon"
+            ),
             Self::TrialInProgress => {
                 write!(
                     f,
