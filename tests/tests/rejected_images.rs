@@ -132,8 +132,13 @@ async fn a_trial_the_bootloader_rolled_back_is_never_reinstalled() {
     let v1 = fleet.image("1.0.0", &base);
     let v2 = fleet.image("1.1.0", &next_release(&base, 72));
     fleet.publish(v1.clone()).await;
-    fleet.publish(v2.clone()).await;
-    let device = fleet.device("SN-hang", &fleet.url, &v1).await;
+    let release = fleet.publish(v2.clone()).await;
+    let director = KeySet::open(&fleet.state.keys.dir)
+        .unwrap()
+        .role_key(Role::Director)
+        .unwrap();
+    let proxy = Proxy::start(&fleet.url, director).await;
+    let device = fleet.device("SN-hang", &proxy.url, &v1).await;
     assert!(matches!(
         device.agent().check().await.unwrap(),
         Outcome::Installed { .. }
@@ -148,7 +153,20 @@ async fn a_trial_the_bootloader_rolled_back_is_never_reinstalled() {
     let agent = device.agent();
     assert_eq!(agent.after_boot().await.unwrap(), AfterBoot::Settled);
 
-    // The director still names 1.1.0 (the newest release): it is refused before any download.
+    // The honest director heard of the rollback and no longer names 1.1.0.
+    assert!(matches!(
+        agent.check().await.unwrap(),
+        Outcome::UpToDate { .. }
+    ));
+    // A director that ignores it (or a replay of its answer) names 1.1.0 again: the agent
+    // refuses it before any download.
+    let failed = AssignedTarget {
+        name: release["target_name"].as_str().unwrap().to_owned(),
+        version: "1.1.0".parse().unwrap(),
+        sha256: sha256(&v2),
+        length: v2.len() as u64,
+    };
+    proxy.rewrite_assignments(move |a| a.target = Some(failed.clone()));
     let err = agent.check().await.unwrap_err();
     assert_eq!(err.stage, "select", "{err}");
     assert!(

@@ -30,8 +30,6 @@ pub enum Reply {
     Body(u16, Bytes),
     /// A 200 whose body never ends (the "endless data" attack), without a length.
     Endless,
-    /// The server's answer followed by `extra` more bytes, with no length declared.
-    Longer(usize),
 }
 
 /// Decides, for each answer, whether to replace it (`None`: forward it unchanged).
@@ -187,17 +185,6 @@ async fn forward(State(s): State<Shared>, request: Request) -> Response {
             let stream = futures_util::stream::repeat_with(move || {
                 Ok::<Bytes, std::io::Error>(chunk.clone())
             });
-            builder.status(200).body(Body::from_stream(stream)).unwrap()
-        }
-        Some(Reply::Longer(extra)) => {
-            let mut longer = body.to_vec();
-            longer.extend(std::iter::repeat_n(0xA5, extra));
-            let stream = futures_util::stream::iter(
-                longer
-                    .chunks(16 * 1024)
-                    .map(|c| Ok::<Bytes, std::io::Error>(Bytes::copy_from_slice(c)))
-                    .collect::<Vec<_>>(),
-            );
             builder.status(200).body(Body::from_stream(stream)).unwrap()
         }
     }
