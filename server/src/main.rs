@@ -108,6 +108,18 @@ async fn serve(args: ConfigArgs) -> Result<(), AnyError> {
              key directory with --keys-dir."
         );
     }
+    if !app.state.keys.development {
+        let offline = otter_server::keys::offline_private_keys(&app.state.keys.dir);
+        if !offline.is_empty() {
+            let names: Vec<String> = offline.iter().map(|p| p.display().to_string()).collect();
+            tracing::warn!(
+                keys = %names.join(", "),
+                "OFFLINE PRIVATE KEYS IN --keys-dir: the root and firmware signing keys must \
+                 not be on the server (whoever takes it could sign roots and firmware). Give \
+                 the server a copy of the key directory without them."
+            );
+        }
+    }
     if let Some(token) = &app.first_admin_token {
         eprintln!(
             "\nInitial admin token (shown once, store it now):\n\n    {}\n\n\
@@ -137,7 +149,7 @@ async fn serve(args: ConfigArgs) -> Result<(), AnyError> {
 
 async fn create_token(args: ConfigArgs, scopes: &[Scope], label: &str) -> Result<(), AnyError> {
     let config = Config::resolve(&args)?;
-    std::fs::create_dir_all(&config.data_dir)?;
+    otter_server::storage::create_private_dirs(&config.data_dir)?;
     let db = otter_server::db::Db::open(&config.database_url).await?;
     let created = token::create(&db, scopes, label).await?;
     db.close().await;

@@ -122,7 +122,13 @@ async fn raw(s: &TestServer, request: &[u8]) -> String {
     };
     tokio::time::timeout(std::time::Duration::from_secs(30), read)
         .await
-        .unwrap_or_else(|_| panic!("no answer to {:?}: {:?}", String::from_utf8_lossy(&request[request.len().saturating_sub(90)..]), String::from_utf8_lossy(&out)));
+        .unwrap_or_else(|_| {
+            panic!(
+                "no answer to {:?}: {:?}",
+                String::from_utf8_lossy(&request[request.len().saturating_sub(90)..]),
+                String::from_utf8_lossy(&out)
+            )
+        });
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -207,7 +213,10 @@ async fn errors_from_the_http_layer_are_json() {
             ),
             400,
         ),
-        (post("application/json", &format!("[{}0]", "0,".repeat(50_000))), 413),
+        (
+            post("application/json", &format!("[{}0]", "0,".repeat(50_000))),
+            413,
+        ),
     ] {
         let answer = raw(&s, request.as_bytes()).await;
         assert_json_error(&answer, status);

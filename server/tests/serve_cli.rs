@@ -368,3 +368,28 @@ fn untrusted_text_cannot_forge_log_lines() {
         assert!(!line.contains('\u{1b}'), "raw escape in {line:?}");
     }
 }
+
+#[test]
+fn warns_loudly_when_the_keys_dir_holds_offline_private_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("vendor-keys");
+    let set = otter_keys::keyset::KeySet::create(&keys, 1, 1).unwrap();
+    let expires =
+        jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + 86_400).unwrap();
+    otter_keys::tuf::write_initial_root(&set, expires).unwrap();
+    let server = serve(dir.path(), &["--keys-dir", keys.to_str().unwrap()]);
+    let log = server.terminate().join("\n");
+    assert!(log.contains("OFFLINE PRIVATE KEYS"), "{log}");
+    assert!(
+        log.contains("root-1.key") && log.contains("firmware-1.key"),
+        "{log}"
+    );
+
+    // The online-only copy the README describes: no warning.
+    for offline in ["root-1.key", "firmware-1.key"] {
+        std::fs::remove_file(keys.join("keys").join(offline)).unwrap();
+    }
+    let server = serve(dir.path(), &["--keys-dir", keys.to_str().unwrap()]);
+    let log = server.terminate().join("\n");
+    assert!(!log.contains("OFFLINE PRIVATE KEYS"), "{log}");
+}
