@@ -38,8 +38,8 @@ enum Command {
         /// Server base URL.
         #[arg(long, env = "OTTER_SERVER", default_value = "http://127.0.0.1:8080")]
         server: String,
-        /// Bearer token with the `publish` scope.
-        #[arg(long, env = "OTTER_TOKEN")]
+        /// Bearer token with the `publish` scope (prefer the variable: flags show in `ps`).
+        #[arg(long, env = "OTTER_TOKEN", hide_env_values = true)]
         token: String,
         /// Return right after the upload instead of waiting for the delta builds.
         #[arg(long)]
@@ -60,6 +60,18 @@ enum TokenCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// List every token (id, scopes, label, created, revoked); secrets are never shown.
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Revoke a token by id: every request with it is refused from now on.
+    Revoke {
+        /// The token id (`tok_...`, the part before the dot).
+        id: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[tokio::main]
@@ -75,6 +87,12 @@ async fn main() -> ExitCode {
                     config,
                 },
         } => create_token(config, &scopes, &label).await,
+        Command::Token {
+            command: TokenCommand::List { config },
+        } => list_tokens(config).await,
+        Command::Token {
+            command: TokenCommand::Revoke { id, config },
+        } => revoke_token(config, &id).await,
         Command::Publish {
             image,
             server,
@@ -160,6 +178,31 @@ async fn create_token(args: ConfigArgs, scopes: &[Scope], label: &str) -> Result
         names.join(",")
     );
     println!("{}", created.token);
+    Ok(())
+}
+
+async fn open_db(args: &ConfigArgs) -> Result<otter_server::db::Db, AnyError> {
+    let config = Config::resolve(args)?;
+    otter_server::storage::create_private_dirs(&config.data_dir)?;
+    Ok(otter_server::db::Db::open(&config.database_url).await?)
+}
+
+async fn list_tokens(args: ConfigArgs) -> Result<(), AnyError> {
+    let db = open_db(&args).await?;
+    let tokens = token::list(&db).await;
+    db.close().await;
+    println!("{}", serde_json::to_string_pretty(&tokens?)?);
+    Ok(())
+}
+
+async fn revoke_token(args: ConfigArgs, id: &str) -> Result<(), AnyError> {
+    let db = open_db(&args).await?;
+    let found = token::revoke(&db, id).await;
+    db.close().await;
+    if !found? {
+        return Err(format!("no token {id:?} (see `otter-server token list`)").into());
+    }
+    eprintln!("token {id} revoked");
     Ok(())
 }
 
