@@ -65,9 +65,11 @@ pub struct App {
 impl App {
     /// Opens everything `config` names, creating what a first start needs.
     pub async fn open(config: Config) -> Result<Self, StartError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-            path: config.data_dir.clone(),
-            source,
+        crate::storage::create_private_dirs(&config.data_dir).map_err(|source| {
+            StartError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            }
         })?;
         let db = Db::open(&config.database_url).await?;
         let keys = ServerKeys::load_or_create(config.keys_dir.as_deref(), &config.data_dir)?;

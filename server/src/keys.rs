@@ -102,6 +102,25 @@ impl ServerKeys {
     }
 }
 
+/// The private keys in `dir/keys` that belong offline (root and firmware signing keys): a
+/// server holding them could sign a new root or a firmware image itself, so whoever takes the
+/// server would take the fleet.
+pub fn offline_private_keys(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir.join("keys")) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.ends_with(".key") && (name.starts_with("root") || name.starts_with("firmware"))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
 fn create_development_keys(dir: &Path) -> Result<(), KeysError> {
     let set = KeySet::create(dir, 1, 1).map_err(|source| KeysError::KeySet {
         dir: dir.to_path_buf(),

@@ -39,8 +39,8 @@ enum Command {
         /// Server base URL.
         #[arg(long, env = "OTTER_SERVER", default_value = "http://127.0.0.1:8080")]
         server: String,
-        /// Bearer token with the `publish` scope.
-        #[arg(long, env = "OTTER_TOKEN")]
+        /// Bearer token with the `publish` scope (prefer the variable: flags show in `ps`).
+        #[arg(long, env = "OTTER_TOKEN", hide_env_values = true)]
         token: String,
         /// Return right after the upload instead of waiting for the delta builds.
         #[arg(long)]
@@ -71,6 +71,18 @@ enum TokenCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// List every token (id, scopes, label, created, revoked); secrets are never shown.
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Revoke a token by id: every request with it is refused from now on.
+    Revoke {
+        /// The token id (`tok_...`, the part before the dot).
+        id: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[tokio::main]
@@ -86,6 +98,12 @@ async fn main() -> ExitCode {
                     config,
                 },
         } => create_token(config, &scopes, &label).await,
+        Command::Token {
+            command: TokenCommand::List { config },
+        } => list_tokens(config).await,
+        Command::Token {
+            command: TokenCommand::Revoke { id, config },
+        } => revoke_token(config, &id).await,
         Command::Publish {
             image,
             server,
@@ -134,6 +152,18 @@ async fn serve(args: ConfigArgs) -> Result<(), AnyError> {
              key directory with --keys-dir."
         );
     }
+    if !app.state.keys.development {
+        let offline = otter_server::keys::offline_private_keys(&app.state.keys.dir);
+        if !offline.is_empty() {
+            let names: Vec<String> = offline.iter().map(|p| p.display().to_string()).collect();
+            tracing::warn!(
+                keys = %names.join(", "),
+                "OFFLINE PRIVATE KEYS IN --keys-dir: the root and firmware signing keys must \
+                 not be on the server (whoever takes it could sign roots and firmware). Give \
+                 the server a copy of the key directory without them."
+            );
+        }
+    }
     if let Some(token) = &app.first_admin_token {
         eprintln!(
             "\nInitial admin token (shown once, store it now):\n\n    {}\n\n\
@@ -163,7 +193,7 @@ async fn serve(args: ConfigArgs) -> Result<(), AnyError> {
 
 async fn create_token(args: ConfigArgs, scopes: &[Scope], label: &str) -> Result<(), AnyError> {
     let config = Config::resolve(&args)?;
-    std::fs::create_dir_all(&config.data_dir)?;
+    otter_server::storage::create_private_dirs(&config.data_dir)?;
     let db = otter_server::db::Db::open(&config.database_url).await?;
     let created = token::create(&db, scopes, label).await?;
     db.close().await;
@@ -174,6 +204,31 @@ async fn create_token(args: ConfigArgs, scopes: &[Scope], label: &str) -> Result
         names.join(",")
     );
     println!("{}", created.token);
+    Ok(())
+}
+
+async fn open_db(args: &ConfigArgs) -> Result<otter_server::db::Db, AnyError> {
+    let config = Config::resolve(args)?;
+    otter_server::storage::create_private_dirs(&config.data_dir)?;
+    Ok(otter_server::db::Db::open(&config.database_url).await?)
+}
+
+async fn list_tokens(args: ConfigArgs) -> Result<(), AnyError> {
+    let db = open_db(&args).await?;
+    let tokens = token::list(&db).await;
+    db.close().await;
+    println!("{}", serde_json::to_string_pretty(&tokens?)?);
+    Ok(())
+}
+
+async fn revoke_token(args: ConfigArgs, id: &str) -> Result<(), AnyError> {
+    let db = open_db(&args).await?;
+    let found = token::revoke(&db, id).await;
+    db.close().await;
+    if !found? {
+        return Err(format!("no token {id:?} (see `otter-server token list`)").into());
+    }
+    eprintln!("token {id} revoked");
     Ok(())
 }
 

@@ -368,3 +368,74 @@ fn untrusted_text_cannot_forge_log_lines() {
         assert!(!line.contains('\u{1b}'), "raw escape in {line:?}");
     }
 }
+
+#[test]
+fn warns_loudly_when_the_keys_dir_holds_offline_private_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("vendor-keys");
+    let set = otter_keys::keyset::KeySet::create(&keys, 1, 1).unwrap();
+    let expires =
+        jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + 86_400).unwrap();
+    otter_keys::tuf::write_initial_root(&set, expires).unwrap();
+    let server = serve(dir.path(), &["--keys-dir", keys.to_str().unwrap()]);
+    let log = server.terminate().join("\n");
+    assert!(log.contains("OFFLINE PRIVATE KEYS"), "{log}");
+    assert!(
+        log.contains("root-1.key") && log.contains("firmware-1.key"),
+        "{log}"
+    );
+
+    // The online-only copy the README describes: no warning.
+    for offline in ["root-1.key", "firmware-1.key"] {
+        std::fs::remove_file(keys.join("keys").join(offline)).unwrap();
+    }
+    let server = serve(dir.path(), &["--keys-dir", keys.to_str().unwrap()]);
+    let log = server.terminate().join("\n");
+    assert!(!log.contains("OFFLINE PRIVATE KEYS"), "{log}");
+}
+
+#[test]
+fn token_list_and_revoke_work_on_the_database_and_hide_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let token = run(&["token", "create", "--scope", "fleet", "--label", "ci"])
+        .trim()
+        .to_owned();
+    let (id, secret) = token.split_once('.').unwrap();
+    let listed = run(&["token", "list"]);
+    assert!(listed.contains(id) && listed.contains("\"ci\""), "{listed}");
+    assert!(!listed.contains(secret), "the secret is listed: {listed}");
+    run(&["token", "revoke", id]);
+    let listed: serde_json::Value = serde_json::from_str(&run(&["token", "list"])).unwrap();
+    assert!(listed[0]["revoked_at"].is_i64(), "{listed}");
+    let missing = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["token", "revoke", "tok_nope"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+
+    // The publish token comes from OTTER_TOKEN, and --help does not print its value.
+    let help = Command::new(BIN)
+        .args(["publish", "--help"])
+        .env("OTTER_TOKEN", "tok_x.supersecret")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("OTTER_TOKEN") && !help.contains("supersecret"),
+        "{help}"
+    );
+}

@@ -1,6 +1,7 @@
 //! The HTTP surface: every module's routes, the OpenAPI document collected from them, JSON
 //! errors for unknown routes and methods, body limits, request metrics and tracing.
 
+mod doc_errors;
 pub mod extract;
 mod ops;
 mod tokens;
@@ -48,7 +49,7 @@ impl utoipa::Modify for BearerAuth {
 
 /// The complete router with its state.
 pub fn router(state: AppState) -> Router {
-    let (routes, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (routes, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(ops::routes())
         .merge(tokens::routes())
         .merge(crate::tuf::routes())
@@ -56,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::deltas::routes())
         .merge(crate::devices::routes())
         .split_for_parts();
+    utoipa::Modify::modify(&doc_errors::CommonErrors, &mut openapi);
     let openapi_json = openapi.to_pretty_json().unwrap_or_default();
     routes
         .route(

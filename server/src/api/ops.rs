@@ -46,7 +46,8 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
 /// Prometheus metrics in the text exposition format (public, like most exporters; put it
 /// behind the proxy's access rules if that matters in your network).
 #[utoipa::path(get, path = "/metrics", tag = "ops",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+    responses((status = 200, description = "OpenMetrics text format",
+               content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
 async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     Ok((
         [(

@@ -97,3 +97,54 @@ pub async fn check(db: &Db, presented: &str) -> Result<Option<(String, Vec<Scope
 fn hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
+
+/// What is shown of a token: never its secret (which is not stored anyway).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TokenInfo {
+    /// Token id.
+    pub id: String,
+    /// Granted scopes.
+    pub scopes: Vec<Scope>,
+    /// Free-text label.
+    pub label: String,
+    /// Creation time, Unix seconds.
+    pub created_at: i64,
+    /// Revocation time, Unix seconds; absent while the token is live.
+    #[schema(required = false)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<i64>,
+}
+
+/// Every token, oldest first, revoked ones included.
+pub async fn list(db: &Db) -> Result<Vec<TokenInfo>, sqlx::Error> {
+    let rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT id, scopes, label, created_at, revoked_at FROM tokens ORDER BY created_at, id",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, scopes, label, created_at, revoked_at)| TokenInfo {
+            id,
+            scopes: scope::split(&scopes),
+            label,
+            created_at,
+            revoked_at,
+        })
+        .collect())
+}
+
+/// Revokes token `id`; every later request with it is refused. `false` if no such token
+/// exists (revoking a revoked token again succeeds and keeps the first time).
+pub async fn revoke(db: &Db, id: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        .bind(now())
+        .bind(id)
+        .execute(db.pool())
+        .await?;
+    let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM tokens WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(exists.is_some())
+}

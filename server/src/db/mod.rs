@@ -45,6 +45,9 @@ pub enum DbError {
     /// Connecting failed.
     #[error("cannot connect to the database: {0}")]
     Connect(#[source] sqlx::Error),
+    /// The SQLite file could not be created private (0600).
+    #[error("cannot make the database file private: {0}")]
+    Permissions(#[source] std::io::Error),
     /// A migration failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -62,15 +65,21 @@ impl Db {
     pub async fn open(url: &str) -> Result<Self, DbError> {
         install_default_drivers();
         let engine = Engine::of(url).ok_or_else(|| DbError::UnsupportedUrl(url.to_owned()))?;
+        if engine == Engine::Sqlite {
+            private_sqlite_file(url).map_err(DbError::Permissions)?;
+        }
         let options = match engine {
             // WAL lets readers proceed during a write; writers wait up to 10 s for the lock.
+            // `synchronous = FULL` syncs the WAL at every commit: a commit that returned (a
+            // TUF version that may have been served) survives a power loss, so the same
+            // version number is never reissued with other content. NORMAL could lose it.
             Engine::Sqlite => AnyPoolOptions::new()
                 .max_connections(8)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
-                             PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                             PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;",
                         )
                         .await?;
                         Ok(())
@@ -101,6 +110,34 @@ impl Db {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Creates the SQLite file of `url` readable by this user only (0600), or makes an existing
+/// one so; SQLite gives its `-wal` and `-shm` files the same mode.
+fn private_sqlite_file(url: &str) -> std::io::Result<()> {
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or("");
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    let path = std::path::Path::new(path);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// Current time in Unix seconds.

@@ -24,8 +24,8 @@ pub struct DeviceView {
     pub current_version: Option<String>,
     /// Image SHA-256 at the last check-in.
     pub image_sha256: Option<String>,
-    /// Slots and last boot outcome at the last check-in.
-    #[schema(value_type = Object)]
+    /// Slots and last boot outcome at the last check-in; null before the first one.
+    #[schema(value_type = Option<Object>)]
     pub status: Option<serde_json::Value>,
     /// Unix time of the last accepted message.
     pub last_seen: Option<i64>,

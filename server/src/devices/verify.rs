@@ -35,6 +35,7 @@ pub async fn device_message<'a, T: DeviceMessage>(
     let message = signed
         .verify(&key, id, last, now, state.config.max_clock_skew.as_secs())
         .map_err(refusal)?;
+    check_counter_window(last, message.counter())?;
     let counter = i64::try_from(message.counter())
         .map_err(|_| ApiError::BadRequest("counter must be below 2^63".into()))?;
     Ok(Verified {
@@ -42,6 +43,25 @@ pub async fn device_message<'a, T: DeviceMessage>(
         message,
         counter,
     })
+}
+
+/// How far above the last counter seen (0 before the first message) a device's next counter
+/// may be. Counters rise by one per message, so a real device stays far inside; a bigger jump
+/// (a leaked key or a buggy agent sending 2^63-1) would otherwise be accepted once and make
+/// every later message of the device a replay.
+pub const COUNTER_WINDOW: u64 = 1 << 20;
+
+/// Refuses a counter more than [`COUNTER_WINDOW`] above `last` (422).
+fn check_counter_window(last: Option<u64>, counter: u64) -> Result<(), ApiError> {
+    let limit = last.unwrap_or(0).saturating_add(COUNTER_WINDOW);
+    if counter > limit {
+        return Err(ApiError::Unprocessable(format!(
+            "message refused: counter {counter} is more than {COUNTER_WINDOW} above the last \
+             one seen ({}); expected at most {limit}",
+            last.unwrap_or(0)
+        )));
+    }
+    Ok(())
 }
 
 /// How a refused device message is answered: forged → 401, another device's → 403,

@@ -1,4 +1,7 @@
-//! Blobs as files `blobs/sha256/<2 hex>/<64 hex>` under the data dir.
+//! Blobs as files `blobs/sha256/<2 hex>/<64 hex>` under the data dir, in directories only
+//! this user can read (0700). A put is durable before it returns: the staged file was synced,
+//! and after the rename the directory holding the new name is synced too (and its parent when
+//! that directory is new), so a power loss cannot drop a blob that TUF metadata already lists.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -17,7 +20,8 @@ pub struct FsStore {
 impl FsStore {
     /// A store rooted at `root` (created if missing).
     pub fn open(root: &Path) -> Result<Self, StorageError> {
-        std::fs::create_dir_all(root.join("sha256"))?;
+        create_private_dir(root)?;
+        create_private_dir(&root.join("sha256"))?;
         Ok(Self {
             root: root.to_path_buf(),
         })
@@ -37,11 +41,31 @@ impl BlobStore for FsStore {
             tokio::fs::remove_file(file).await?;
             return Ok(());
         }
-        if let Some(parent) = dest.parent() {
-            tokio::fs::create_dir_all(parent).await?;
-        }
-        // The staged file is complete and synced; a rename makes it visible atomically.
-        tokio::fs::rename(file, &dest).await?;
+        let Some(parent) = dest.parent().map(Path::to_path_buf) else {
+            return Err(StorageError::Io(std::io::Error::other(
+                "blob path without a parent",
+            )));
+        };
+        let file = file.to_path_buf();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            if !parent.exists() {
+                create_private_dir(&parent)?;
+                if let Some(grandparent) = parent.parent() {
+                    sync_dir(grandparent)?;
+                }
+            }
+            // The staged file is complete and synced; a rename makes it visible atomically,
+            // and syncing the directory makes the new name survive a power loss.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+            }
+            std::fs::rename(&file, &dest)?;
+            sync_dir(&parent)
+        })
+        .await
+        .map_err(|e| StorageError::Io(std::io::Error::other(e)))??;
         Ok(())
     }
 
@@ -79,6 +103,35 @@ impl BlobStore for FsStore {
     }
 }
 
+/// Creates `dir` (one level) with mode 0700, or tightens an existing one to 0700.
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)?;
+    Ok(())
+}
+
+/// Flushes `dir`'s entries to disk.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(test)]
+    if let Ok(mut synced) = tests::SYNCED_DIRS.lock() {
+        synced.push(dir.to_path_buf());
+    }
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
 async fn open(path: &Path, sha256: &Sha256) -> Result<tokio::fs::File, StorageError> {
     tokio::fs::File::open(path).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
@@ -93,6 +146,43 @@ async fn open(path: &Path, sha256: &Sha256) -> Result<tokio::fs::File, StorageEr
 mod tests {
     use super::*;
     use sha2::Digest;
+
+    /// Every directory [`sync_dir`] synced (all tests of this process; filter by path).
+    pub(super) static SYNCED_DIRS: std::sync::Mutex<Vec<PathBuf>> =
+        std::sync::Mutex::new(Vec::new());
+
+    #[tokio::test]
+    async fn a_put_syncs_the_directories_of_the_new_name_and_keeps_them_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("blobs");
+        let store = FsStore::open(&root).unwrap();
+        let data = b"durable".to_vec();
+        let sha: Sha256 = sha2::Sha256::digest(&data).into();
+        let staged = dir.path().join("staged");
+        std::fs::write(&staged, &data).unwrap();
+        store.put_file(&sha, &staged).await.unwrap();
+        let parent = store.path(&sha).parent().unwrap().to_path_buf();
+        let synced: Vec<PathBuf> = SYNCED_DIRS
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| p.starts_with(dir.path()))
+            .cloned()
+            .collect();
+        assert!(
+            synced.contains(&parent),
+            "the new name's directory: {synced:?}"
+        );
+        assert!(
+            synced.contains(&root.join("sha256")),
+            "the new directory's parent: {synced:?}"
+        );
+        for d in [&root, &root.join("sha256"), &parent] {
+            let mode = std::fs::metadata(d).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", d.display());
+        }
+    }
 
     #[tokio::test]
     async fn put_then_read_ranges_and_whole() {

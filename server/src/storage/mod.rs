@@ -9,6 +9,16 @@ pub use file_flash::{FileFlash, FileFlashError};
 pub use fs::FsStore;
 pub use staging::{StageError, Staged, clean_staging, stage_bytes, stage_stream, staging_dir};
 
+/// Creates the data dir and its staging dir readable by this user only (0700), tightening
+/// them if they exist: they hold the database, staged uploads and possibly keys.
+pub fn create_private_dirs(data_dir: &Path) -> std::io::Result<()> {
+    if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    fs::create_private_dir(data_dir)?;
+    fs::create_private_dir(&staging_dir(data_dir))
+}
+
 use std::ops::Range;
 use std::path::Path;
 use std::pin::Pin;
