@@ -65,18 +65,7 @@ impl Mirror {
         let app = axum::Router::new()
             .fallback(forward)
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let shutdown = CancellationToken::new();
-        tokio::spawn({
-            let shutdown = shutdown.clone();
-            async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown.cancelled_owned())
-                    .await
-                    .unwrap()
-            }
-        });
+        let (url, shutdown) = super::serve_router(app).await;
         Self {
             url,
             shared,

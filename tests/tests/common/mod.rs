@@ -208,6 +208,24 @@ impl Fleet {
     }
 }
 
+/// Serves `app` on a free port of 127.0.0.1 until the returned token is cancelled (the
+/// test's man-in-the-middle servers); returns its base URL.
+pub async fn serve_router(app: axum::Router) -> (String, CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+                .unwrap()
+        }
+    });
+    (url, shutdown)
+}
+
 /// Signs `payload` as an image with `key`.
 pub fn sign_with(
     key: &dyn Signer,
