@@ -173,7 +173,7 @@ async fn serve(args: ConfigArgs) -> Result<(), AnyError> {
         );
     }
     let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+    stop_on_signal(shutdown.clone());
     match tls {
         Some((cert, key)) => {
             let listener = std::net::TcpListener::bind(listen)?;
@@ -233,25 +233,41 @@ async fn revoke_token(args: ConfigArgs, id: &str) -> Result<(), AnyError> {
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.
-async fn stop_on_signal(shutdown: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
+///
+/// The handlers are installed before this returns, so a signal sent as soon as "listening" is
+/// printed stops the server cleanly instead of killing it with the default action.
+fn stop_on_signal(shutdown: CancellationToken) {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        [signal(SignalKind::terminate()), signal(SignalKind::interrupt())]
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        () = term => {}
+    #[cfg(unix)]
+    for failed in signals.iter().filter_map(|s| s.as_ref().err()) {
+        tracing::error!(error = %failed, "cannot listen for a stop signal");
     }
-    tracing::info!("shutting down: finishing in-flight requests");
-    shutdown.cancel();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let wait = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending().await,
+                }
+            };
+            let [term, int] = signals;
+            tokio::select! {
+                () = wait(term) => {}
+                () = wait(int) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        shutdown.cancel();
+    });
 }
 
 fn init_logging(format: LogFormat) {

@@ -68,8 +68,13 @@ impl Running {
                         return line;
                     }
                 }
-                Err(_) => panic!(
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
                     "no {needle:?} within 60 s; output so far:\n{}",
+                    self.seen.join("\n")
+                ),
+                Err(mpsc::RecvTimeoutError::Disconnected) => panic!(
+                    "the server exited ({:?}) before printing {needle:?}; output:\n{}",
+                    self.child.wait(),
                     self.seen.join("\n")
                 ),
             }
