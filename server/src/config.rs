@@ -96,9 +96,17 @@ pub struct ConfigArgs {
     /// Bytes per second a request body must average after --body-timeout [default: 1KiB].
     #[arg(long, env = "OTTER_BODY_MIN_RATE", value_name = "SIZE")]
     pub body_min_rate: Option<String>,
+    /// Time a response may wait for the client to take a byte before its connection is
+    /// closed [default: 30s].
+    #[arg(long, env = "OTTER_WRITE_TIMEOUT", value_name = "DURATION")]
+    pub write_timeout: Option<String>,
     /// Connections served at once (capped below the file descriptor limit) [default: 1024].
     #[arg(long, env = "OTTER_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Of --max-connections, how many one host (an IPv4 address or an IPv6 /64) may hold;
+    /// raise it for many devices behind one NAT [default: 256].
+    #[arg(long, env = "OTTER_MAX_CONNECTIONS_PER_HOST", value_name = "N")]
+    pub max_connections_per_host: Option<usize>,
     /// Extra connections kept for /healthz and /metrics once --max-connections are open
     /// [default: 32].
     #[arg(long, env = "OTTER_RESERVE_CONNECTIONS", value_name = "N")]
@@ -134,7 +142,9 @@ struct FileConfig {
     header_read_timeout: Option<String>,
     body_timeout: Option<String>,
     body_min_rate: Option<String>,
+    write_timeout: Option<String>,
     max_connections: Option<usize>,
+    max_connections_per_host: Option<usize>,
     reserve_connections: Option<usize>,
     shutdown_timeout: Option<String>,
 }
@@ -333,11 +343,20 @@ fn serve_limits(args: &ConfigArgs, file: &FileConfig) -> Result<ServeLimits, Con
         .max_connections
         .or(file.max_connections)
         .unwrap_or(1024);
-    if max_connections == 0 {
-        return Err(ConfigError::Invalid {
-            setting: "max_connections",
-            message: "must be at least 1".into(),
-        });
+    let max_connections_per_host = args
+        .max_connections_per_host
+        .or(file.max_connections_per_host)
+        .unwrap_or(256);
+    for (setting, value) in [
+        ("max_connections", max_connections),
+        ("max_connections_per_host", max_connections_per_host),
+    ] {
+        if value == 0 {
+            return Err(ConfigError::Invalid {
+                setting,
+                message: "must be at least 1".into(),
+            });
+        }
     }
     Ok(ServeLimits {
         header_read_timeout: duration(
@@ -355,7 +374,13 @@ fn serve_limits(args: &ConfigArgs, file: &FileConfig) -> Result<ServeLimits, Con
             text(&args.body_min_rate, &file.body_min_rate),
             "1KiB",
         )?,
+        write_timeout: duration(
+            "write_timeout",
+            text(&args.write_timeout, &file.write_timeout),
+            "30s",
+        )?,
         max_connections,
+        max_connections_per_host,
         reserve_connections: args
             .reserve_connections
             .or(file.reserve_connections)
@@ -494,6 +519,12 @@ mod tests {
         };
         let err = Config::resolve(&args).unwrap_err().to_string();
         assert!(err.starts_with("timestamp_expiry"), "{err}");
+        let args = ConfigArgs {
+            max_connections_per_host: Some(0),
+            ..ConfigArgs::default()
+        };
+        let err = Config::resolve(&args).unwrap_err().to_string();
+        assert!(err.starts_with("max_connections_per_host"), "{err}");
         let args = ConfigArgs {
             tls_cert: Some("c.pem".into()),
             ..ConfigArgs::default()

@@ -23,6 +23,7 @@ fn limits() -> ServeLimits {
     ServeLimits {
         header_read_timeout: Duration::from_secs(60),
         body_timeout: Duration::from_secs(60),
+        write_timeout: Duration::from_secs(60),
         shutdown_timeout: Duration::from_secs(60),
         ..ServeLimits::default()
     }
@@ -32,6 +33,16 @@ async fn connect(server: &TestServer) -> TcpStream {
     TcpStream::connect(server.url.trim_start_matches("http://"))
         .await
         .unwrap()
+}
+
+/// A connection from another loopback address (another host, as far as the server can tell),
+/// with a small receive buffer.
+async fn connect_from(server: &TestServer, source: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let address = server.url.trim_start_matches("http://").parse().unwrap();
+    socket.connect(address).await.unwrap()
 }
 
 /// Everything the server sends until it closes the connection; panics if it does not close
@@ -245,4 +256,102 @@ async fn shutdown_finishes_within_its_deadline_despite_a_slow_client() {
         .await
         .expect("shutdown waited for the slow client");
     read_until_closed(&mut stream).await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_responses_loses_its_connection() {
+    let server = start(ServeLimits {
+        write_timeout: Duration::from_secs(1),
+        ..limits()
+    })
+    .await;
+    const OPENAPI: &str = "GET /api/v1/openapi.json HTTP/1.1\r\nhost: otter\r\n\r\n";
+    let mut probe = connect(&server).await;
+    probe
+        .write_all(
+            OPENAPI
+                .replace("\r\n\r\n", "\r\nconnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let one = read_until_closed(&mut probe).await.len();
+    // Far more pipelined answers than the socket buffers hold (a few MiB on loopback), and
+    // then no reading at all.
+    let mut stream = connect_from(&server, "127.0.0.1").await;
+    let requests = (64 << 20) / one;
+    let pipelined = OPENAPI.repeat(requests);
+    let (mut reader, mut writer) = stream.split();
+    let send = writer.write_all(pipelined.as_bytes());
+    // The server stops reading requests once its writes block, so sending may block too.
+    let _ = tokio::time::timeout(Duration::from_secs(3), send).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Without the write timeout every answer would come, then the connection would idle on.
+    let mut got = 0;
+    let drained = tokio::time::timeout(BOUND, async {
+        let mut buf = [0u8; 65536];
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the stalled connection was kept open");
+    assert!(
+        got < one * requests,
+        "all {requests} answers were sent ({got} bytes): nothing was cut"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn one_host_cannot_take_every_connection() {
+    let server = start(ServeLimits {
+        max_connections: 10,
+        max_connections_per_host: 2,
+        reserve_connections: 1,
+        ..limits()
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = connect_from(&server, "127.0.0.1").await;
+        assert!(
+            exchange(&mut stream, HEALTHZ)
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
+        held.push(stream);
+    }
+    const API: &str =
+        "GET /api/v1/openapi.json HTTP/1.1\r\nhost: otter\r\nconnection: close\r\n\r\n";
+    // The host's third connection gets only the reserve…
+    let mut third = connect_from(&server, "127.0.0.1").await;
+    third.write_all(API.as_bytes()).await.unwrap();
+    let answer = read_until_closed(&mut third).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    // …while another host is served in full.
+    let mut other = connect_from(&server, "127.0.0.2").await;
+    other.write_all(API.as_bytes()).await.unwrap();
+    let answer = read_until_closed(&mut other).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // A closed connection gives the host its place back.
+    drop(held.pop());
+    let mut freed = false;
+    for _ in 0..100 {
+        let mut stream = connect_from(&server, "127.0.0.1").await;
+        stream.write_all(API.as_bytes()).await.unwrap();
+        if read_until_closed(&mut stream)
+            .await
+            .starts_with("HTTP/1.1 200")
+        {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(freed, "the host's freed place was never reused");
+    server.stop().await;
 }

@@ -13,8 +13,14 @@ pub struct ServeLimits {
     pub body_timeout: Duration,
     /// Bytes per second a request body must average after `body_timeout`.
     pub body_min_rate: u64,
+    /// Time a response write may wait for the client to take a byte before the connection is
+    /// closed (a client that stops reading would otherwise hold its place forever).
+    pub write_timeout: Duration,
     /// Connections served with every route.
     pub max_connections: usize,
+    /// Of those, connections one host (an IPv4 address or an IPv6 /64) may hold; its further
+    /// connections get only the reserve.
+    pub max_connections_per_host: usize,
     /// Extra connections, used only when `max_connections` are open, that answer `/healthz`
     /// and `/metrics` (and 503 to anything else), with no keep-alive.
     pub reserve_connections: usize,
@@ -28,7 +34,9 @@ impl Default for ServeLimits {
             header_read_timeout: Duration::from_secs(20),
             body_timeout: Duration::from_secs(30),
             body_min_rate: 1024,
+            write_timeout: Duration::from_secs(30),
             max_connections: 1024,
+            max_connections_per_host: 256,
             reserve_connections: 32,
             shutdown_timeout: Duration::from_secs(30),
         }

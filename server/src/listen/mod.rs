@@ -6,9 +6,12 @@
 //! - request head: [`ServeLimits::header_read_timeout`] (hyper's timer, which also closes idle
 //!   keep-alive connections);
 //! - request body: a minimum rate after a grace period ([`body_rate`]), answered 408;
-//! - connections: at most [`ServeLimits::max_connections`] with the full API; past that a
-//!   reserve answers only `/healthz` and `/metrics`; past that a connection gets a canned 503
-//!   and is closed at once, so the accept queue never backs up;
+//! - response: a write that makes no progress for [`ServeLimits::write_timeout`] closes the
+//!   connection ([`write_stall`]), so a client that stops reading lets go of its place;
+//! - connections: at most [`ServeLimits::max_connections`] with the full API, and at most
+//!   [`ServeLimits::max_connections_per_host`] of them from one host ([`per_peer`]); past
+//!   that a reserve answers only `/healthz` and `/metrics`; past that a connection gets a
+//!   canned 503 and is closed at once, so the accept queue never backs up;
 //! - errors hyper answers itself (400, 414, 431) get the API's JSON body ([`json_errors`]);
 //! - shutdown: in-flight requests get [`ServeLimits::shutdown_timeout`], then their
 //!   connections are dropped.
@@ -17,7 +20,9 @@ pub mod body_rate;
 mod fds;
 mod json_errors;
 mod limits;
+mod per_peer;
 mod tls;
+mod write_stall;
 
 pub use fds::raise_fd_limit;
 pub use limits::ServeLimits;
@@ -62,11 +67,12 @@ pub async fn serve(
 ) {
     let full = Arc::new(Semaphore::new(limits.max_connections));
     let reserve = Arc::new(Semaphore::new(limits.reserve_connections));
+    let per_peer = per_peer::PerPeer::new(limits.max_connections_per_host);
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     loop {
         while connections.try_join_next().is_some() {}
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -79,9 +85,9 @@ pub async fn serve(
                 }
             },
         };
-        let (router, keep_alive, permit) = match admit(&full, &reserve) {
-            Some(Admission::Full(permit)) => (routers.full.clone(), true, permit),
-            Some(Admission::Reserve(permit)) => (routers.reserve.clone(), false, permit),
+        let (router, keep_alive, places) = match admit(&full, &reserve, &per_peer, peer.ip()) {
+            Some(places @ Places::Full { .. }) => (routers.full.clone(), true, places),
+            Some(places @ Places::Reserve { .. }) => (routers.reserve.clone(), false, places),
             None => {
                 refuse(&stream);
                 continue;
@@ -94,7 +100,7 @@ pub async fn serve(
             tls: tls.clone(),
             watcher: graceful.watcher(),
         };
-        connections.spawn(connection.run(stream, permit));
+        connections.spawn(connection.run(stream, places));
     }
     drop(listener);
     if tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown())
@@ -110,20 +116,37 @@ pub async fn serve(
     connections.shutdown().await;
 }
 
-enum Admission {
-    Full(OwnedSemaphorePermit),
-    Reserve(OwnedSemaphorePermit),
+/// The places a connection holds until it closes (dropping them gives them back).
+enum Places {
+    Full {
+        _overall: OwnedSemaphorePermit,
+        _host: per_peer::PeerPermit,
+    },
+    Reserve {
+        _reserve: OwnedSemaphorePermit,
+    },
 }
 
-fn admit(full: &Arc<Semaphore>, reserve: &Arc<Semaphore>) -> Option<Admission> {
-    if let Ok(permit) = full.clone().try_acquire_owned() {
-        return Some(Admission::Full(permit));
+/// A full place when one is free and the peer is under its own cap, else a reserve place.
+fn admit(
+    full: &Arc<Semaphore>,
+    reserve: &Arc<Semaphore>,
+    per_peer: &per_peer::PerPeer,
+    ip: std::net::IpAddr,
+) -> Option<Places> {
+    if let Some(peer) = per_peer.admit(ip) {
+        if let Ok(permit) = full.clone().try_acquire_owned() {
+            return Some(Places::Full {
+                _overall: permit,
+                _host: peer,
+            });
+        }
     }
     reserve
         .clone()
         .try_acquire_owned()
         .ok()
-        .map(Admission::Reserve)
+        .map(|permit| Places::Reserve { _reserve: permit })
 }
 
 /// Tells a connection over every limit so, without waiting for it (a full send buffer just
@@ -146,9 +169,10 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(self, stream: TcpStream, permit: OwnedSemaphorePermit) {
-        let _permit = permit;
+    async fn run(self, stream: TcpStream, places: Places) {
+        let _places = places;
         let _ = stream.set_nodelay(true);
+        let stream = write_stall::WriteStall::new(stream, self.limits.write_timeout);
         match self.tls.clone() {
             None => self.http(stream).await,
             Some(acceptor) => {
