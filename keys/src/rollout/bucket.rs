@@ -55,7 +55,7 @@ pub fn bucket(device_id: &str, rollout_id: &str) -> Bucket {
 }
 
 /// Why a share of the fleet could not be read.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ShareError {
     /// More than the whole fleet.
     #[error("expected at most 10000 basis points (100%), found {0}")]

@@ -23,7 +23,7 @@ pub const MAX_TIME_ZONE_LEN: usize = 64;
 static TZDB: LazyLock<TimeZoneDatabase> = LazyLock::new(TimeZoneDatabase::bundled);
 
 /// Why a window could not be read or evaluated.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WindowError {
     /// The time zone is not in the IANA database compiled into this program.
     #[error("unknown time zone {0:?}: expected an IANA name like Europe/Berlin or UTC")]
