@@ -156,10 +156,9 @@ impl FromStr for BasisPoints {
         let whole: u32 = whole.parse().map_err(|_| bad())?;
         let frac: u32 = format!("{frac:0<2}").parse().map_err(|_| bad())?;
         let points = whole * 100 + frac;
-        u16::try_from(points)
-            .map_err(|_| ShareError::TooLarge(points))
-            .and_then(Self::new)
-            .map_err(|_| ShareError::TooLarge(points))
+        (u16::try_from(points).ok())
+            .and_then(|p| Self::new(p).ok())
+            .ok_or(ShareError::TooLarge(points))
     }
 }
 

@@ -28,7 +28,9 @@ pub enum Cohort {
     /// Every device carrying all of these tags (all devices of the board when empty),
     /// including devices that register after the rollout started.
     Tagged(BTreeSet<String>),
-    /// Exactly these devices (a canary group).
+    /// Exactly these devices (a canary group). Buckets and stages still apply, as the
+    /// devices check their bucket against the signed ceiling: a canary group usually has
+    /// one 100 % stage.
     Devices(BTreeSet<String>),
 }
 
