@@ -8,8 +8,10 @@
 //! ```
 //!
 //! Roles: TUF root (N keys, threshold K), targets, snapshot, timestamp (online on the
-//! server), the director (signs per-device assignments) and one or more firmware keys
-//! (sign images; several during a rotation).
+//! server), the director (signs per-device assignments), one or more firmware keys (sign
+//! images; several during a rotation) and one or more rollout keys (the fleet manager's:
+//! sign each rollout's policy, which bounds what the server may assign; several during a
+//! rotation).
 
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
@@ -98,6 +100,10 @@ pub struct Manifest {
     pub director: String,
     /// Firmware signing keys, oldest first; the last one signs new images.
     pub firmware: Vec<String>,
+    /// Rollout policy keys, oldest first; the last one signs new policies. Empty in key
+    /// directories made before rollout keys existed (`rotate-rollout-key` adds one).
+    #[serde(default)]
+    pub rollout: Vec<String>,
     /// Root keys no longer in use; their names are never given to a new key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired: Vec<String>,
@@ -149,6 +155,7 @@ impl KeySet {
             timestamp: "timestamp".into(),
             director: "director".into(),
             firmware: vec!["firmware-1".into()],
+            rollout: vec!["rollout-1".into()],
             retired: Vec::new(),
         };
         let set = Self {
@@ -157,7 +164,7 @@ impl KeySet {
         };
         for name in set.all_key_names() {
             let key = FileKey::generate_at(&set.key_path(&name))?;
-            if set.manifest.firmware.contains(&name) {
+            if set.manifest.firmware.contains(&name) || set.manifest.rollout.contains(&name) {
                 set.write_public_key(&name, &key)?;
             }
         }
@@ -213,8 +220,17 @@ impl KeySet {
     /// The firmware public keys, oldest first: from `<name>.pub` when present (so the
     /// update server needs no firmware private key), else from the private key file.
     pub fn firmware_public_keys(&self) -> Result<Vec<[u8; 32]>, KeySetError> {
+        self.public_keys(&self.manifest.firmware)
+    }
+
+    /// The rollout public keys, oldest first, found like the firmware ones.
+    pub fn rollout_public_keys(&self) -> Result<Vec<[u8; 32]>, KeySetError> {
+        self.public_keys(&self.manifest.rollout)
+    }
+
+    fn public_keys(&self, names: &[String]) -> Result<Vec<[u8; 32]>, KeySetError> {
         let mut keys = Vec::new();
-        for name in &self.manifest.firmware {
+        for name in names {
             let path = self.public_key_path(name);
             let key = match fs::read_to_string(&path) {
                 Ok(text) => {
@@ -287,12 +303,33 @@ impl KeySet {
     /// Adds a firmware key (rotation): images signed by old and new keys both verify on
     /// devices provisioned with a trust bundle made after this.
     pub fn add_firmware_key(&mut self) -> Result<FileKey, KeySetError> {
-        let name = self.fresh_name("firmware");
-        let key = FileKey::generate_at(&self.key_path(&name))?;
-        self.write_public_key(&name, &key)?;
+        let (name, key) = self.new_public_key("firmware")?;
         self.manifest.firmware.push(name);
         self.save()?;
         Ok(key)
+    }
+
+    /// Loads the rollout keys, oldest first.
+    pub fn rollout_keys(&self) -> Result<Vec<FileKey>, KeySetError> {
+        self.manifest.rollout.iter().map(|n| self.load(n)).collect()
+    }
+
+    /// Adds a rollout key (rotation, or the first one in an older key directory): policies
+    /// signed by old and new keys both verify on devices provisioned with a trust bundle
+    /// made after this.
+    pub fn add_rollout_key(&mut self) -> Result<FileKey, KeySetError> {
+        let (name, key) = self.new_public_key("rollout")?;
+        self.manifest.rollout.push(name);
+        self.save()?;
+        Ok(key)
+    }
+
+    /// A fresh key `prefix-N` with its `.pub` file beside it.
+    fn new_public_key(&self, prefix: &str) -> Result<(String, FileKey), KeySetError> {
+        let name = self.fresh_name(prefix);
+        let key = FileKey::generate_at(&self.key_path(&name))?;
+        self.write_public_key(&name, &key)?;
+        Ok((name, key))
     }
 
     /// Replaces the current root keys and threshold (used by root rotation once the new
@@ -356,6 +393,7 @@ impl KeySet {
         let mut names = m.root.keys.clone();
         names.extend([&m.targets, &m.snapshot, &m.timestamp, &m.director].map(String::clone));
         names.extend(m.firmware.iter().cloned());
+        names.extend(m.rollout.iter().cloned());
         names
     }
 
@@ -417,6 +455,9 @@ mod tests {
             }
         }
         assert!(set.public_key_path("firmware-1").exists());
+        assert_eq!(set.manifest().rollout, ["rollout-1"]);
+        assert!(set.public_key_path("rollout-1").exists());
+        assert!(set.key_path("rollout-1").exists());
         let reopened = KeySet::open(&kd).unwrap();
         assert_eq!(reopened.manifest(), set.manifest());
         assert_eq!(reopened.root_keys().unwrap().len(), 3);
@@ -459,6 +500,41 @@ mod tests {
             .collect();
         assert_eq!(ids, [old, new]);
         assert_eq!(reopened.signing_firmware_key().unwrap().key_id(), new);
+    }
+
+    #[test]
+    fn adding_a_rollout_key_keeps_the_old_one_and_needs_no_private_key_to_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut set = KeySet::create(&dir.path().join("k"), 1, 1).unwrap();
+        let old = set.rollout_keys().unwrap()[0].public_key();
+        let new = set.add_rollout_key().unwrap().public_key();
+        assert_ne!(old, new);
+        let reopened = KeySet::open(set.dir()).unwrap();
+        assert_eq!(reopened.manifest().rollout, ["rollout-1", "rollout-2"]);
+        for name in ["rollout-1", "rollout-2"] {
+            fs::remove_file(reopened.key_path(name)).unwrap();
+        }
+        assert_eq!(reopened.rollout_public_keys().unwrap(), [old, new]);
+    }
+
+    #[test]
+    fn a_key_directory_from_before_rollout_keys_opens_and_gets_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = KeySet::create(&dir.path().join("k"), 1, 1).unwrap();
+        // keyset.json as written before the rollout role existed.
+        let path = set.dir().join(MANIFEST);
+        let mut json: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        json.as_object_mut().unwrap().remove("rollout");
+        fs::write(&path, json.to_string()).unwrap();
+        fs::remove_file(set.key_path("rollout-1")).unwrap();
+        fs::remove_file(set.public_key_path("rollout-1")).unwrap();
+
+        let mut old = KeySet::open(set.dir()).unwrap();
+        assert!(old.manifest().rollout.is_empty());
+        assert!(old.rollout_public_keys().unwrap().is_empty());
+        old.add_rollout_key().unwrap();
+        assert_eq!(old.manifest().rollout, ["rollout-1"]);
     }
 
     #[test]

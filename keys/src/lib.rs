@@ -4,13 +4,15 @@
 //! In data-flow order: [`signer`] (keys behind one trait), [`keyset`] (the key directory a
 //! vendor creates once), [`tuf`] (the signed TUF root and its rotation), [`image`] (signing
 //! and inspecting firmware images with otter-boot's format), [`trust_bundle`] (what a device
-//! is provisioned with), [`wire`] (check-in, report and assignment messages), [`targets`]
-//! (the custom fields of TUF targets: images and deltas).
+//! is provisioned with), [`rollout`] (bucket and maintenance window, shared by server and
+//! device), [`wire`] (check-in, report, assignment and the signed rollout policy),
+//! [`targets`] (the custom fields of TUF targets: images and deltas).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod image;
 pub mod keyset;
+pub mod rollout;
 pub mod signer;
 pub mod signing_log;
 pub mod targets;

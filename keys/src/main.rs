@@ -7,18 +7,21 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use otter_boot::image::{HardwareId, Version};
+use otter_boot::image::{HardwareId, Header, Version};
 use otter_keys::image::{ImageSpec, inspect, sign_image};
 use otter_keys::keyset::KeySet;
+use otter_keys::rollout::{BasisPoints, MaintenanceWindow};
 use otter_keys::signer::{FileKey, Signer};
 use otter_keys::signing_log::SigningLog;
 use otter_keys::trust_bundle::TrustBundle;
 use otter_keys::tuf;
+use otter_keys::wire::{RolloutPolicy, Signed};
+use sha2::{Digest, Sha256};
 
 /// Keys, TUF root, image signing and device trust bundles for Otter.
 ///
 /// Start with `init` once, keep the key directory offline, and come back for every
-/// release with `sign-image`.
+/// release with `sign-image` and for every rollout with `sign-rollout`.
 #[derive(Parser)]
 #[command(name = "otter-keys", version)]
 struct Cli {
@@ -105,9 +108,63 @@ enum Command {
         /// The key directory.
         keydir: PathBuf,
     },
+    /// Sign a rollout policy: the most the server may do with one rollout on its own.
+    /// Devices install the rollout's image only within it.
+    SignRollout(SignRollout),
+    /// Add a rollout key (or the first one, in a key directory made before they existed);
+    /// policies signed by the old and new keys both verify on devices provisioned with a
+    /// trust bundle made afterwards.
+    RotateRolloutKey {
+        /// The key directory.
+        keydir: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct SignRollout {
+    /// The rollout key (KEYDIR/keys/rollout-N.key).
+    #[arg(long)]
+    key: PathBuf,
+    /// The id the server gave the rollout.
+    #[arg(long)]
+    rollout_id: String,
+    /// The release's signed image: the policy names its SHA-256 and board.
+    #[arg(
+        long,
+        required_unless_present = "image_sha256",
+        conflicts_with = "image_sha256"
+    )]
+    image: Option<PathBuf>,
+    /// The release's image SHA-256 (64 hex digits), instead of --image.
+    #[arg(long, requires = "hardware_id")]
+    image_sha256: Option<String>,
+    /// The board [default with --image: the image's; checked against it].
+    #[arg(long)]
+    hardware_id: Option<String>,
+    /// The highest share of the fleet the server may reach on its own, e.g. 10% or 100%.
+    #[arg(long, value_parser = parse_share)]
+    ceiling: BasisPoints,
+    /// When devices may install, "DAYS HH:MM-HH:MM ZONE", e.g. "mon-fri 22:00-02:00
+    /// Europe/Berlin" (crosses midnight when the end is earlier) [default: any time].
+    #[arg(long, value_parser = parse_window)]
+    window: Option<MaintenanceWindow>,
+    /// How long the policy is valid, e.g. 30d or 48h.
+    #[arg(long, default_value = "30d", value_parser = parse_duration)]
+    expires: jiff::SignedDuration,
+    /// Where to write the signed policy (JSON).
+    #[arg(short, long)]
+    output: PathBuf,
 }
 
 fn parse_version(s: &str) -> Result<Version, String> {
+    s.parse().map_err(|e| format!("{e}"))
+}
+
+fn parse_share(s: &str) -> Result<BasisPoints, String> {
+    s.parse().map_err(|e| format!("{e}"))
+}
+
+fn parse_window(s: &str) -> Result<MaintenanceWindow, String> {
     s.parse().map_err(|e| format!("{e}"))
 }
 
@@ -184,6 +241,9 @@ fn run(command: Command) -> Result<(), String> {
                 println!("  firmware key {}", k.id);
             }
             println!("  director key {}", hex::encode(b.director));
+            for k in &b.rollout_keys {
+                println!("  rollout key {}", hex::encode(k));
+            }
             Ok(())
         }
         Command::RotateRoot {
@@ -214,6 +274,14 @@ fn run(command: Command) -> Result<(), String> {
             println!("sign new images with it; regenerate and ship the trust bundle first");
             Ok(())
         }
+        Command::SignRollout(args) => sign_rollout(args),
+        Command::RotateRolloutKey { keydir } => {
+            let mut set = KeySet::open(&keydir).map_err(|e| e.to_string())?;
+            let key = set.add_rollout_key().map_err(|e| e.to_string())?;
+            println!("new rollout key at {}", key.path().display());
+            println!("sign new policies with it; regenerate and ship the trust bundle first");
+            Ok(())
+        }
     }
 }
 
@@ -237,6 +305,9 @@ fn init(
         m.targets, m.snapshot, m.timestamp
     );
     println!("  director key: {}", m.director);
+    for name in &m.rollout {
+        println!("  rollout key: {}", set.key_path(name).display());
+    }
     let fw = set.signing_firmware_key().map_err(|e| e.to_string())?;
     println!(
         "  firmware key: {} (key id {})",
@@ -300,4 +371,63 @@ fn show(image: &Path, trust: Option<&Path>, json: bool) -> Result<(), String> {
         Some(v) if !v.ok => Err("verification failed".into()),
         _ => Ok(()),
     }
+}
+
+fn sign_rollout(args: SignRollout) -> Result<(), String> {
+    let signer = FileKey::load(&args.key).map_err(|e| e.to_string())?;
+    let (image_sha256, hardware_id) = match (&args.image, &args.image_sha256) {
+        (Some(path), _) => image_facts(path, args.hardware_id.as_deref())?,
+        (None, Some(text)) => {
+            let mut digest = [0u8; 32];
+            hex::decode_to_slice(text, &mut digest).map_err(|e| {
+                format!("--image-sha256: expected 64 hex digits, found {text:?} ({e})")
+            })?;
+            let hw = args.hardware_id.as_deref().unwrap_or_default();
+            let hw = HardwareId::new(hw).map_err(|e| format!("--hardware-id: {e}"))?;
+            (digest, hw)
+        }
+        (None, None) => return Err("give --image or --image-sha256".into()),
+    };
+    let expires = expiry(args.expires)?;
+    let policy = RolloutPolicy {
+        rollout_id: args.rollout_id,
+        hardware_id: hardware_id.as_str().to_owned(),
+        image_sha256,
+        ceiling: args.ceiling,
+        window: args.window,
+        expires: u64::try_from(expires.as_second()).map_err(|e| e.to_string())?,
+    };
+    let signed = Signed::sign(policy, &signer).map_err(|e| e.to_string())?;
+    let mut text = serde_json::to_string_pretty(&signed).map_err(|e| e.to_string())?;
+    text.push('\n');
+    fs::write(&args.output, text).map_err(|e| format!("{}: {e}", args.output.display()))?;
+    let p = &signed.message;
+    let window = p
+        .window
+        .as_ref()
+        .map_or("any time".into(), ToString::to_string);
+    println!(
+        "signed rollout policy {} for {} image {}: ceiling {}, window {window}, expires \
+         {expires} -> {}",
+        p.rollout_id,
+        p.hardware_id,
+        hex::encode(p.image_sha256),
+        p.ceiling,
+        args.output.display()
+    );
+    Ok(())
+}
+
+/// The SHA-256 of a signed image file and its board, checked against `hardware_id` if given.
+fn image_facts(path: &Path, hardware_id: Option<&str>) -> Result<([u8; 32], HardwareId), String> {
+    let bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let header = Header::decode(&bytes)
+        .map_err(|e| format!("{}: not a signed Otter image ({e})", path.display()))?;
+    if let Some(hw) = hardware_id.filter(|hw| *hw != header.hardware_id.as_str()) {
+        return Err(format!(
+            "--hardware-id {hw:?} does not match the image, which is for {:?}",
+            header.hardware_id.as_str()
+        ));
+    }
+    Ok((Sha256::digest(&bytes).into(), header.hardware_id))
 }

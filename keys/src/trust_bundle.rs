@@ -3,7 +3,8 @@
 //! ```text
 //! DIR/
 //!   root.json     the TUF root the agent starts from
-//!   trust.json    board hardware id, director public key, firmware keys with their ids
+//!   trust.json    board hardware id, director public key, firmware keys with their ids,
+//!                 rollout keys (which sign rollout policies)
 //!   anchors.rs    the same firmware keys as Rust source for the bootloader build
 //!                 (bootloader/firmware reads it through OTTER_TRUST_ANCHORS)
 //! ```
@@ -68,6 +69,10 @@ pub struct TrustFile {
     pub director_public_key: String,
     /// Trusted firmware keys.
     pub firmware_keys: Vec<FirmwareKeyEntry>,
+    /// Rollout public keys, hex, oldest first. Absent in bundles made before rollout keys
+    /// existed: such a device trusts no rollout policy.
+    #[serde(default)]
+    pub rollout_keys: Vec<String>,
 }
 
 /// A loaded, checked trust bundle.
@@ -79,6 +84,8 @@ pub struct TrustBundle {
     pub director: [u8; 32],
     /// Trusted firmware keys.
     pub firmware_keys: Vec<TrustedKey>,
+    /// Rollout public keys (verify rollout policies), oldest first.
+    pub rollout_keys: Vec<[u8; 32]>,
     /// The TUF root, as written by `otter-keys`.
     pub root_json: Vec<u8>,
 }
@@ -106,10 +113,12 @@ impl TrustBundle {
             .iter()
             .map(|k| TrustedKey::new(k.public_key()))
             .collect();
+        let rollout_keys = set.rollout_public_keys()?;
         let bundle = Self {
             hardware_id,
             director,
             firmware_keys,
+            rollout_keys,
             root_json,
         };
         fs::create_dir_all(out).map_err(io(out))?;
@@ -161,6 +170,10 @@ impl TrustBundle {
         if firmware_keys.is_empty() {
             return Err(invalid("no firmware keys".into()));
         }
+        let rollout_keys = (file.rollout_keys.iter())
+            .map(|k| parse_key(k))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid)?;
         let root_path = dir.join("root.json");
         let root_json = fs::read(&root_path).map_err(|source| BundleError::Io {
             path: root_path,
@@ -170,6 +183,7 @@ impl TrustBundle {
             hardware_id,
             director,
             firmware_keys,
+            rollout_keys,
             root_json,
         })
     }
@@ -187,6 +201,7 @@ impl TrustBundle {
                     public_key: hex::encode(k.public_key),
                 })
                 .collect(),
+            rollout_keys: self.rollout_keys.iter().map(hex::encode).collect(),
         }
     }
 
@@ -253,6 +268,47 @@ mod tests {
             set.role_key(Role::Director).unwrap().public_key()
         );
         assert_eq!(loaded.root_json, b"{\"signed\":{}}");
+        assert_eq!(loaded.rollout_keys, set.rollout_public_keys().unwrap());
+        assert_eq!(loaded.rollout_keys.len(), 1);
+    }
+
+    #[test]
+    fn a_bundle_carries_every_rollout_key_after_a_rotation() {
+        let (dir, mut set) = keyset();
+        let new = set.add_rollout_key().unwrap().public_key();
+        let out = dir.path().join("bundle");
+        TrustBundle::write(&set, HardwareId::new("b").unwrap(), &out).unwrap();
+        let loaded = TrustBundle::load(&out).unwrap();
+        assert_eq!(loaded.rollout_keys.len(), 2);
+        assert_eq!(loaded.rollout_keys[1], new);
+    }
+
+    #[test]
+    fn a_bundle_from_before_rollout_keys_still_loads_and_trusts_none() {
+        let (dir, set) = keyset();
+        let out = dir.path().join("o");
+        TrustBundle::write(&set, HardwareId::new("b").unwrap(), &out).unwrap();
+        let path = out.join("trust.json");
+        let mut json: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        json.as_object_mut().unwrap().remove("rollout_keys");
+        fs::write(&path, json.to_string()).unwrap();
+        let loaded = TrustBundle::load(&out).unwrap();
+        assert!(loaded.rollout_keys.is_empty());
+    }
+
+    #[test]
+    fn refuses_a_rollout_key_that_is_not_a_key() {
+        let (dir, set) = keyset();
+        let out = dir.path().join("o");
+        TrustBundle::write(&set, HardwareId::new("b").unwrap(), &out).unwrap();
+        let path = out.join("trust.json");
+        let mut file: TrustFile =
+            serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        file.rollout_keys.push("abcd".into());
+        fs::write(&path, serde_json::to_string(&file).unwrap()).unwrap();
+        let err = TrustBundle::load(&out).unwrap_err().to_string();
+        assert!(err.contains("expected 32 bytes"), "{err}");
     }
 
     #[test]

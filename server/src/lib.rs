@@ -8,7 +8,7 @@
 //! (escaping untrusted text in logs),
 //! [`tuf`] (metadata signing and the public TUF routes), [`releases`] (publishing),
 //! [`deltas`] (the background differ), [`devices`] (registration, check-in, reports, fleet
-//! view), [`fault`] (crash points for tests).
+//! view), [`rollouts`] (the staged rollout engine), [`fault`] (crash points for tests).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -27,6 +27,7 @@ pub mod listen;
 pub mod logsafe;
 pub mod metrics;
 pub mod releases;
+pub mod rollouts;
 pub mod state;
 pub mod storage;
 pub mod tuf;

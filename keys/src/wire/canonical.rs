@@ -9,6 +9,7 @@
 //! |---------------|------------------------------------------------------------------|
 //! | tag           | the message type's domain tag, NUL-terminated (below)            |
 //! | `u8`          | 1 byte                                                           |
+//! | `u16`         | 2 bytes, little-endian                                           |
 //! | `u64`         | 8 bytes, little-endian                                           |
 //! | string        | `u32` little-endian byte length, then the UTF-8 bytes            |
 //! | digest        | 32 bytes as they are (fixed width, no length)                    |
@@ -51,6 +52,18 @@
 //!     sha256                  digest
 //!     length                  u64
 //!
+//! RolloutPolicy tag "otter/rollout/v1\0"
+//!   rollout_id              string ≤ 64
+//!   hardware_id             string ≤ 32
+//!   image_sha256            digest
+//!   ceiling                 u16 (basis points, ≤ 10 000)
+//!   window                  option of:
+//!     days                    u8 bit set: bit 0 Monday … bit 6 Sunday
+//!     start                   u16 (minutes after midnight)
+//!     end                     u16 (minutes after midnight)
+//!     time_zone               string ≤ 64
+//!   expires                 u64
+//!
 //! BootOutcome  u8 tag, then:
 //!   0 none
 //!   1 confirmed             version
@@ -75,14 +88,15 @@
 //!
 //! String limits are in bytes and are checked when signing and when verifying
 //! ([`WireError::TooLong`]): device id [`MAX_DEVICE_ID_LEN`], target names
-//! [`MAX_NAME_LEN`], failure stage [`MAX_STAGE_LEN`], reasons [`MAX_REASON_LEN`].
+//! [`MAX_NAME_LEN`], failure stage [`MAX_STAGE_LEN`], reasons [`MAX_REASON_LEN`], rollout id
+//! [`MAX_ROLLOUT_ID_LEN`].
 
 use otter_boot::Slot;
 use otter_boot::image::Version;
 
 use super::WireError;
 #[cfg(doc)]
-use super::{Assignment, CheckIn, Report};
+use super::{Assignment, CheckIn, Report, RolloutPolicy};
 
 /// Longest device id, in bytes.
 pub const MAX_DEVICE_ID_LEN: usize = 128;
@@ -92,15 +106,19 @@ pub const MAX_NAME_LEN: usize = 256;
 pub const MAX_STAGE_LEN: usize = 64;
 /// Longest free-text reason, in bytes.
 pub const MAX_REASON_LEN: usize = 1024;
+/// Longest rollout id, in bytes.
+pub const MAX_ROLLOUT_ID_LEN: usize = 64;
 
 mod sealed {
     pub trait Sealed {}
     impl Sealed for super::super::CheckIn {}
     impl Sealed for super::super::Report {}
     impl Sealed for super::super::Assignment {}
+    impl Sealed for super::super::RolloutPolicy {}
 }
 
-/// A message that can be signed: one of [`CheckIn`], [`Report`] and [`Assignment`].
+/// A message that can be signed: one of [`CheckIn`], [`Report`], [`Assignment`] and
+/// [`RolloutPolicy`].
 /// Sealed: the set of message types, and so of domain tags, is fixed here.
 pub trait WireMessage: sealed::Sealed {
     /// The domain-separation tag that starts the canonical bytes: message type and format
@@ -127,6 +145,11 @@ impl Encoder {
 
     pub(crate) fn u8(&mut self, value: u8) -> &mut Self {
         self.buf.push(value);
+        self
+    }
+
+    pub(crate) fn u16(&mut self, value: u16) -> &mut Self {
+        self.buf.extend_from_slice(&value.to_le_bytes());
         self
     }
 
@@ -193,12 +216,13 @@ mod tests {
     #[test]
     fn items_are_fixed_width_or_length_prefixed() {
         let mut enc = Encoder::new(b"t\0");
-        enc.u8(7).u64(0x0102_0304_0506_0708);
+        enc.u8(7).u16(0x0a0b).u64(0x0102_0304_0506_0708);
         enc.str("s", "hé", 8).unwrap();
         enc.digest(&[0xAA; 32])
             .version(Version::new(1, 2, 3))
             .slot(Slot::B);
-        let mut expected = b"t\0\x07\x08\x07\x06\x05\x04\x03\x02\x01\x03\0\0\0h\xc3\xa9".to_vec();
+        let mut expected =
+            b"t\0\x07\x0b\x0a\x08\x07\x06\x05\x04\x03\x02\x01\x03\0\0\0h\xc3\xa9".to_vec();
         expected.extend([0xAA; 32]);
         expected.extend([1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 1]);
         assert_eq!(enc.finish(), expected);

@@ -7,6 +7,7 @@ use otter_boot::Slot;
 use otter_boot::image::Version;
 
 use super::*;
+use crate::rollout::BasisPoints;
 use crate::signer::{KeyError, Signer};
 
 struct TestKey(SigningKey);
@@ -154,12 +155,58 @@ fn canonical_bytes_of_an_assignment_are_pinned() {
     assert!(hex::encode(none.canonical_bytes().unwrap()).ends_with("090000000000000000"));
 }
 
+fn small_policy() -> RolloutPolicy {
+    RolloutPolicy {
+        rollout_id: "r1".into(),
+        hardware_id: "hw".into(),
+        image_sha256: [0x33; 32],
+        ceiling: BasisPoints::new(1000).unwrap(),
+        window: Some("mon,fri 22:00-02:00 UTC".parse().unwrap()),
+        expires: 9,
+    }
+}
+
+#[test]
+fn canonical_bytes_of_a_rollout_policy_are_pinned() {
+    let message = small_policy();
+    let expected = [
+        "6f747465722f726f6c6c6f75742f763100", // "otter/rollout/v1\0"
+        "02000000",
+        "7231", // rollout_id "r1"
+        "02000000",
+        "6877",           // hardware_id "hw"
+        &"33".repeat(32), // image_sha256
+        "e803",           // ceiling 1000 basis points
+        "01",             // window present
+        "11",             // days: Monday (bit 0) and Friday (bit 4)
+        "2805",           // start 22:00 = 1320 minutes
+        "7800",           // end 02:00 = 120 minutes
+        "03000000",
+        "555443",           // time_zone "UTC"
+        "0900000000000000", // expires 9
+    ]
+    .concat();
+    assert_eq!(hex::encode(message.canonical_bytes().unwrap()), expected);
+
+    let anytime = RolloutPolicy {
+        window: None,
+        ..message
+    };
+    assert!(hex::encode(anytime.canonical_bytes().unwrap()).ends_with("e803000900000000000000"));
+}
+
 #[test]
 fn each_message_type_has_its_own_domain_tag() {
-    let tags = [CheckIn::TAG, Report::TAG, Assignment::TAG];
+    let tags = [
+        CheckIn::TAG,
+        Report::TAG,
+        Assignment::TAG,
+        RolloutPolicy::TAG,
+    ];
     assert_eq!(tags[0], b"otter/checkin/v1\0");
     assert_eq!(tags[1], b"otter/report/v2\0");
     assert_eq!(tags[2], b"otter/assignment/v1\0");
+    assert_eq!(tags[3], b"otter/rollout/v1\0");
     for (i, a) in tags.iter().enumerate() {
         for (j, b) in tags.iter().enumerate() {
             if i != j {
@@ -184,6 +231,12 @@ fn each_message_type_has_its_own_domain_tag() {
             .canonical_bytes()
             .unwrap()
             .starts_with(Assignment::TAG)
+    );
+    assert!(
+        small_policy()
+            .canonical_bytes()
+            .unwrap()
+            .starts_with(RolloutPolicy::TAG)
     );
 }
 

@@ -1,7 +1,8 @@
-//! The three messages server and agent exchange, defined once with their signing and
+//! The messages server and agent exchange, defined once with their signing and
 //! verification so the two sides can not drift: the device's [`CheckIn`] and [`Report`]s
-//! (signed with the device key) and the director's [`Assignment`] (signed with the director
-//! key).
+//! (signed with the device key), the director's [`Assignment`] (signed with the director
+//! key), and the fleet manager's [`RolloutPolicy`] (signed offline with a rollout key),
+//! which travels with an assignment and bounds what the server may assign.
 //!
 //! Each travels as JSON in a [`Signed`] envelope, `{"message": {…}, "signature": "…"}`.
 //! Why it is built this way:
@@ -21,7 +22,9 @@
 //!   to the device.
 //!
 //! Verification authenticates first, then checks device id, counter and time, and returns
-//! a typed [`WireError`] that says what was expected and what was found.
+//! a typed [`WireError`] that says what was expected and what was found. A rollout policy
+//! has no device or counter; after its signature the device checks board, image, expiry,
+//! its own bucket and the window, each refusal a [`PolicyError`].
 //!
 //! The encoding, its table and the string limits are in [`canonical`].
 
@@ -32,13 +35,17 @@ mod error;
 #[cfg(test)]
 mod golden;
 mod report;
+mod rollout;
 pub(crate) mod serde_helpers;
 mod signed;
 
 pub use assignment::{AssignedTarget, Assignment};
-pub use canonical::{MAX_DEVICE_ID_LEN, MAX_NAME_LEN, MAX_REASON_LEN, MAX_STAGE_LEN, WireMessage};
+pub use canonical::{
+    MAX_DEVICE_ID_LEN, MAX_NAME_LEN, MAX_REASON_LEN, MAX_ROLLOUT_ID_LEN, MAX_STAGE_LEN, WireMessage,
+};
 pub use checkin::{BootOutcome, CheckIn, SlotReport, TrialReport, failure_reason};
 pub use error::WireError;
 pub use report::{Event, Report};
+pub use rollout::{PolicyCheck, PolicyError, RolloutPolicy};
 pub use signed::DeviceMessage;
 pub use signed::Signed;
