@@ -114,7 +114,10 @@ pub fn offline_private_keys(dir: &Path) -> Vec<PathBuf> {
         .map(|e| e.path())
         .filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            name.ends_with(".key") && (name.starts_with("root") || name.starts_with("firmware"))
+            name.ends_with(".key")
+                && ["root", "firmware", "rollout"]
+                    .iter()
+                    .any(|role| name.starts_with(role))
         })
         .collect();
     found.sort();

@@ -385,13 +385,12 @@ fn warns_loudly_when_the_keys_dir_holds_offline_private_keys() {
     let server = serve(dir.path(), &["--keys-dir", keys.to_str().unwrap()]);
     let log = server.terminate().join("\n");
     assert!(log.contains("OFFLINE PRIVATE KEYS"), "{log}");
-    assert!(
-        log.contains("root-1.key") && log.contains("firmware-1.key"),
-        "{log}"
-    );
+    for offline in ["root-1.key", "firmware-1.key", "rollout-1.key"] {
+        assert!(log.contains(offline), "{offline} not named in {log}");
+    }
 
     // The online-only copy the README describes: no warning.
-    for offline in ["root-1.key", "firmware-1.key"] {
+    for offline in ["root-1.key", "firmware-1.key", "rollout-1.key"] {
         std::fs::remove_file(keys.join("keys").join(offline)).unwrap();
     }
     let server = serve(dir.path(), &["--keys-dir", keys.to_str().unwrap()]);
