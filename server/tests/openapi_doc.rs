@@ -159,3 +159,27 @@ async fn documented_limit_bounds_are_the_enforced_ones() {
     }
     s.stop().await;
 }
+
+/// What the document says a request body must hold, so generated requests match what the
+/// server accepts: a token needs a scope; a device's key, board and serial have a form.
+#[tokio::test]
+async fn request_body_constraints_are_documented() {
+    let s = TestServer::start(DbKind::Sqlite).await;
+    let doc = served_document(&s).await;
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["TokenRequest"]["properties"]["scopes"]["minItems"], 1,
+        "{}",
+        schemas["TokenRequest"]
+    );
+    let r = s
+        .client
+        .post(s.at("/api/v1/tokens"))
+        .bearer_auth(&s.admin_token)
+        .json(&serde_json::json!({"scopes": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    s.stop().await;
+}
