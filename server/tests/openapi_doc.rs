@@ -181,5 +181,14 @@ async fn request_body_constraints_are_documented() {
         .await
         .unwrap();
     assert_eq!(r.status(), 422);
+    let registration = &schemas["Registration"]["properties"];
+    for field in ["public_key", "hardware_id", "serial"] {
+        assert!(
+            registration[field]["pattern"].is_string(),
+            "{field}: {}",
+            registration[field]
+        );
+    }
+    assert_eq!(registration["serial"]["maxLength"], 128);
     s.stop().await;
 }
