@@ -240,7 +240,10 @@ fn stop_on_signal(shutdown: CancellationToken) {
     #[cfg(unix)]
     let signals = {
         use tokio::signal::unix::{SignalKind, signal};
-        [signal(SignalKind::terminate()), signal(SignalKind::interrupt())]
+        [
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ]
     };
     #[cfg(unix)]
     for failed in signals.iter().filter_map(|s| s.as_ref().err()) {
