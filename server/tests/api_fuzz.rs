@@ -29,12 +29,12 @@ fn schemathesis() -> Command {
     command
 }
 
-/// Test cases per operation and phase (coverage, fuzzing), and each run's time budget, in
-/// which fuzzing and stateful testing repeat: about a minute in all.
+/// Test cases per operation and phase (coverage, fuzzing) in each round; fuzzing and
+/// stateful testing repeat rounds until a run's time budget is spent.
 const MAX_EXAMPLES: &str = "40";
 
-/// One schemathesis run: a name (its report is `NAME.ndjson`), its time budget in seconds,
-/// and the operations it selects.
+/// One schemathesis run: a name (its report is `NAME.ndjson`), its time budget in seconds
+/// (the two runs take about a minute together), and the operations it selects.
 struct Run<'a> {
     name: &'a str,
     max_time: &'a str,
