@@ -116,3 +116,79 @@ async fn every_documented_operation_answers_only_documented_statuses_and_types()
     );
     s.stop().await;
 }
+
+async fn served_document(s: &TestServer) -> Value {
+    s.client
+        .get(s.at("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// A client that pages with any `limit` the document allows is never refused, and one past
+/// the documented bounds is (schemathesis found the bounds missing from the document).
+#[tokio::test]
+async fn documented_limit_bounds_are_the_enforced_ones() {
+    let s = TestServer::start(DbKind::Sqlite).await;
+    let doc = served_document(&s).await;
+    for path in ["/api/v1/releases", "/api/v1/devices"] {
+        let limit = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "limit")
+            .unwrap();
+        let min = limit["schema"]["minimum"].as_i64();
+        let max = limit["schema"]["maximum"].as_i64();
+        let (Some(min), Some(max)) = (min, max) else {
+            panic!("{path}: limit has no documented bounds: {limit}");
+        };
+        for (value, status) in [(min, 200), (max, 200), (min - 1, 400), (max + 1, 400)] {
+            let r = s
+                .client
+                .get(s.at(&format!("{path}?limit={value}")))
+                .bearer_auth(&s.admin_token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), status, "{path}?limit={value}");
+        }
+    }
+    s.stop().await;
+}
+
+/// What the document says a request body must hold, so generated requests match what the
+/// server accepts: a token needs a scope; a device's key, board and serial have a form.
+#[tokio::test]
+async fn request_body_constraints_are_documented() {
+    let s = TestServer::start(DbKind::Sqlite).await;
+    let doc = served_document(&s).await;
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["TokenRequest"]["properties"]["scopes"]["minItems"], 1,
+        "{}",
+        schemas["TokenRequest"]
+    );
+    let r = s
+        .client
+        .post(s.at("/api/v1/tokens"))
+        .bearer_auth(&s.admin_token)
+        .json(&serde_json::json!({"scopes": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let registration = &schemas["Registration"]["properties"];
+    for field in ["public_key", "hardware_id", "serial"] {
+        assert!(
+            registration[field]["pattern"].is_string(),
+            "{field}: {}",
+            registration[field]
+        );
+    }
+    assert_eq!(registration["serial"]["maxLength"], 128);
+    s.stop().await;
+}

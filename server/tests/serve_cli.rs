@@ -1,99 +1,12 @@
 //! The `otter-server` binary as an operator runs it: first start in an empty directory,
 //! token creation, graceful shutdown on SIGTERM, JSON logs, and HTTPS with --tls-cert.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+mod common;
+
+use std::process::Command;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_otter-server");
-
-struct Running {
-    child: Child,
-    url: String,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-/// Starts `otter-server serve` in `dir` on a free port and waits for its "listening" line.
-fn serve(dir: &Path, extra: &[&str]) -> Running {
-    let mut child = Command::new(BIN)
-        .current_dir(dir)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(extra)
-        .env_remove("OTTER_DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, lines) = mpsc::channel();
-    for stream in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    let mut running = Running {
-        child,
-        url: String::new(),
-        lines,
-        seen: Vec::new(),
-    };
-    let line = running.wait_for("listening on");
-    let at = line.find("http").unwrap();
-    running.url = line[at..]
-        .split(|c: char| c == '"' || c.is_whitespace())
-        .next()
-        .unwrap()
-        .to_owned();
-    running
-}
-
-impl Running {
-    fn wait_for(&mut self, needle: &str) -> String {
-        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
-            return line.clone();
-        }
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
-                    "no {needle:?} within 60 s; output so far:\n{}",
-                    self.seen.join("\n")
-                ),
-                Err(mpsc::RecvTimeoutError::Disconnected) => panic!(
-                    "the server exited ({:?}) before printing {needle:?}; output:\n{}",
-                    self.child.wait(),
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// Sends SIGTERM and checks the server stops cleanly.
-    fn terminate(mut self) -> Vec<String> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        self.wait_for("stopped");
-        let exit = self.child.wait().unwrap();
-        assert!(exit.success(), "exit {exit:?}");
-        self.seen
-    }
-}
+use common::binary::{BIN, serve};
 
 fn get(url: &str) -> reqwest::StatusCode {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -284,18 +197,6 @@ fn serves_https_with_the_given_certificate() {
     server.terminate();
 }
 
-/// The initial admin token printed by a first start.
-fn admin_token(server: &mut Running) -> String {
-    server.wait_for("POST /api/v1/tokens");
-    server
-        .seen
-        .iter()
-        .find(|l| l.trim_start().starts_with("tok_"))
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
 #[test]
 fn sigterm_stops_within_the_shutdown_deadline_despite_a_slow_client() {
     use std::io::Write;
@@ -304,7 +205,7 @@ fn sigterm_stops_within_the_shutdown_deadline_despite_a_slow_client() {
         dir.path(),
         &["--shutdown-timeout", "1s", "--body-timeout", "1h"],
     );
-    let token = admin_token(&mut server);
+    let token = server.admin_token();
     let mut slow = std::net::TcpStream::connect(server.url.trim_start_matches("http://")).unwrap();
     // A request whose body never comes: in flight until the deadline drops it.
     write!(

@@ -24,7 +24,8 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TokenRequest {
-    /// Scopes to grant.
+    /// Scopes to grant (at least one).
+    #[schema(min_items = 1)]
     scopes: Vec<Scope>,
     /// What the token is for.
     #[serde(default)]

@@ -99,6 +99,7 @@ pub struct ListParams {
     /// Return devices with ids after this one.
     after: Option<String>,
     /// Page size, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 

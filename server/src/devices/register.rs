@@ -19,11 +19,14 @@ use crate::state::AppState;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Registration {
-    /// The device's ed25519 public key, 64 hex digits.
+    /// The device's ed25519 public key, 64 hex digits (a valid, not small-order point).
+    #[schema(pattern = "^[0-9A-Fa-f]{64}$")]
     public_key: String,
     /// Board type, as in the image header (e.g. `acme-thermo-v2`).
+    #[schema(pattern = "^[A-Za-z0-9]([A-Za-z0-9._-]{0,30}[A-Za-z0-9])?$")]
     hardware_id: String,
-    /// Manufacturer serial number (unique).
+    /// Manufacturer serial number (unique), 1 to 128 bytes once trimmed.
+    #[schema(pattern = "\\S", max_length = 128)]
     serial: String,
 }
 

@@ -26,6 +26,7 @@ pub(super) struct ListQuery {
     /// Only releases for this board.
     hardware_id: Option<String>,
     /// At most this many (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)] // MAX_LIMIT
     limit: Option<i64>,
 }
 

@@ -31,7 +31,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// `N.snapshot.json`, `N.targets.json`, and `snapshot.json`/`targets.json` (newest, for
 /// clients without consistent snapshots). Public; supports `ETag`/`If-None-Match`, `Range`.
 #[utoipa::path(get, path = "/tuf/metadata/{file}", tag = "tuf",
-    params(("file" = String, Path, description = "e.g. `timestamp.json`, `3.snapshot.json`")),
+    params(("file" = String, Path, description = "e.g. `timestamp.json`, `3.snapshot.json`",
+        example = "timestamp.json")),
     responses(
         (status = 200, description = "Signed TUF metadata", content_type = "application/json"),
         (status = 206, description = "The requested byte range"),
@@ -84,7 +85,8 @@ async fn latest(
 /// `ETag`/`If-None-Match`, `Range`/`If-Range` for resumable downloads.
 #[utoipa::path(get, path = "/tuf/targets/{path}", tag = "tuf",
     params(("path" = String, Path,
-        description = "target path, e.g. `firmware/acme-1/HASH.1.2.0.img`")),
+        description = "target path, e.g. `firmware/acme-1/HASH.1.2.0.img`",
+        example = "firmware/acme-1/1.2.0.img")),
     responses(
         (status = 200, description = "The target file", content_type = "application/octet-stream"),
         (status = 206, description = "The requested byte range"),

@@ -1,6 +1,9 @@
 //! In-process test servers on a random port, on SQLite and (when `OTTER_TEST_DATABASE_URL`
-//! is set) on a fresh PostgreSQL database dropped at the end.
+//! is set) on a fresh PostgreSQL database dropped at the end; [`binary`] runs the real
+//! executable instead.
 #![allow(dead_code)]
+
+pub mod binary;
 
 use std::time::Duration;
 
