@@ -49,6 +49,25 @@ fn the_first_boot_stores_the_factory_floor_and_later_boots_write_nothing() {
 }
 
 #[test]
+fn the_device_side_stores_the_factory_record_once() {
+    let dev = Device::new();
+    dev.write_slot(Slot::A, &image((1, 0, 0), 5, 3000)).unwrap();
+    let sealed = dev.control().seal_factory_state().unwrap().unwrap();
+    assert_eq!(
+        (sealed.confirmed, sealed.min_security_counter),
+        (Slot::A, 5)
+    );
+    assert_eq!(dev.control().status(), Ok(sealed));
+    let ops = dev.flash.borrow().ops();
+    assert_eq!(dev.control().seal_factory_state(), Ok(None));
+    assert_eq!(
+        dev.flash.borrow().ops(),
+        ops,
+        "a stored record is left alone"
+    );
+}
+
+#[test]
 fn boots_the_factory_image_without_writing_state() {
     let (dev, _) = factory();
     let ops = dev.flash.borrow().ops();

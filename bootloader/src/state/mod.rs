@@ -180,21 +180,21 @@ impl<'k, A: NorFlash, B: NorFlash, S: NorFlash> BootControl<'k, A, B, S> {
         Ok(self.load()?.unwrap_or_default())
     }
 
-    /// Device side: the stored state, after storing the first record of a factory-fresh
-    /// device: slot A confirmed, its security counter the anti-rollback floor. The bootloader
-    /// does the same at its first boot; the agent calls this before it installs anything, so
-    /// the record exists before a second image does (see [`StateError::Lost`]). Writes
-    /// nothing if a record exists or slot A does not verify (the bootloader then falls back
+    /// Device side: stores the first record of a factory-fresh device (slot A confirmed, its
+    /// security counter the anti-rollback floor) and returns it. The bootloader does the same
+    /// at its first boot; the agent calls this before it installs anything, so the record
+    /// exists before a second image does (see [`StateError::Lost`]). `None`, writing
+    /// nothing, if a record exists or slot A does not verify (the bootloader then falls back
     /// to B, and records that).
-    pub fn seal_factory_state(&mut self) -> Result<BootState, BootError> {
-        if let Some(state) = self.load()? {
-            return Ok(state);
+    pub fn seal_factory_state(&mut self) -> Result<Option<BootState>, BootError> {
+        if self.load()?.is_some() {
+            return Ok(None);
         }
         let Some((state, _)) = self.factory_state() else {
-            return Ok(BootState::default());
+            return Ok(None);
         };
         self.save(&state)?;
-        Ok(state)
+        Ok(Some(state))
     }
 
     /// The first record of a factory-fresh device, with the verified header of its slot A.
