@@ -1,6 +1,7 @@
 //! Step 10, run when the agent starts (and by `otter-agent confirm`): a trial image runs the
-//! health checks and is confirmed only if all pass; what the bootloader decided since the
-//! last start (a rollback, a rejected trial) is reported once.
+//! health checks and is confirmed only if all pass and its image was never rejected; what
+//! the bootloader decided since the last start (a rollback, a rejected trial) is reported
+//! once.
 
 use otter_boot::state::Outcome as BootOutcome;
 use otter_keys::wire::{BootOutcome as WireOutcome, Event};
@@ -19,6 +20,10 @@ pub enum AfterBoot {
     /// A health check failed: not confirmed, the image is rejected for good, and the reboot
     /// command runs so the bootloader rolls back.
     Unhealthy(String),
+    /// The trial image is on the rejected list (a trial abandoned before this start, say):
+    /// never confirmed, whatever its health; the reboot command runs so the bootloader
+    /// rolls back.
+    Rejected(String),
 }
 
 /// Why the start-up check could not run.
@@ -48,6 +53,11 @@ impl Agent {
             return Ok(AfterBoot::Settled);
         };
         let version = trial.version;
+        if let Some(reason) = self.rejected_trial(&trial)? {
+            tracing::error!(%version, %reason, "not confirming the running trial");
+            self.roll_back_now();
+            return Ok(AfterBoot::Rejected(reason));
+        }
         self.report(Event::Booted { version }).await;
         match health::run_all(&self.config.health_checks).await {
             Ok(()) => {

@@ -40,6 +40,20 @@ pub enum DeviceError {
         /// What it is (the confirmed or the running slot).
         why: &'static str,
     },
+    /// The boot state is unreadable and the image that runs was rejected before: rebuilding
+    /// the state would confirm it.
+    #[error(
+        "the boot state is unreadable and the running image in slot {slot:?} ({version}) was \
+         rejected before ({reason}); refusing to confirm it by rebuilding the state"
+    )]
+    RejectedImageRunning {
+        /// The slot it runs from.
+        slot: Slot,
+        /// Its version.
+        version: String,
+        /// Why it was rejected.
+        reason: String,
+    },
     /// The slot holds no image that verifies.
     #[error("slot {slot:?}: {why}")]
     Slot {

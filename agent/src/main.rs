@@ -170,7 +170,7 @@ async fn run(cli: Cli) -> Result<ExitCode, AnyError> {
             match agent.after_boot().await? {
                 AfterBoot::Confirmed(v) => println!("confirmed {v}"),
                 AfterBoot::Settled => println!("nothing to confirm: not running a trial image"),
-                AfterBoot::Unhealthy(why) => {
+                AfterBoot::Unhealthy(why) | AfterBoot::Rejected(why) => {
                     println!("not confirmed: {why}");
                     return Ok(ExitCode::FAILURE);
                 }

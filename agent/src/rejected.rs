@@ -160,6 +160,26 @@ impl Agent {
             ),
             Err(e) => tracing::error!(error = %e, "cannot hash the unhealthy trial image"),
         }
+        self.roll_back_now();
+    }
+
+    /// Why the running trial must not be confirmed: its image is on the rejected list (it
+    /// was abandoned before, say, and the agent restarted before the reset). An image that
+    /// cannot be hashed is not confirmed either.
+    pub(crate) fn rejected_trial(
+        &self,
+        trial: &Trial,
+    ) -> Result<Option<String>, crate::device::DeviceError> {
+        let image = self.device.slot_image(trial.slot)?;
+        Ok(self
+            .rejected()
+            .find(&image.sha256)
+            .map(|e| format!("the image was rejected before: {}", e.reason)))
+    }
+
+    /// Abandons the running trial and reboots now, so the bootloader rolls back at this
+    /// reset instead of booting the trial until its attempts run out.
+    pub(crate) fn roll_back_now(&self) {
         if let Err(e) = self.abandon_trial() {
             tracing::error!(error = %e, "could not abandon the trial: it boots again until its attempts run out");
         }

@@ -135,6 +135,9 @@ fn image_written_with_slot_writer_verifies_and_boots_on_trial() {
     let v1 = signed(&fixtures::firmware(60_000, 1), Version::new(1, 0, 0), 1);
     let v2 = signed(&fixtures::firmware(70_001, 2), Version::new(1, 1, 0), 1);
     dev.install(Slot::A, &v1);
+    // The first boot stores the first record (before a second image is installed).
+    let first = dev.control().decide().unwrap();
+    assert_eq!((first.slot, first.trial), (Slot::A, false));
     dev.install(Slot::B, &v2);
 
     let p = layout().slot(Slot::B);
@@ -150,8 +153,6 @@ fn image_written_with_slot_writer_verifies_and_boots_on_trial() {
 
     {
         let mut control = dev.control();
-        let first = control.decide().unwrap();
-        assert_eq!((first.slot, first.trial), (Slot::A, false));
         control.request_trial(Slot::B).unwrap();
         let trial = control.decide().unwrap();
         assert_eq!((trial.slot, trial.trial), (Slot::B, true));
@@ -187,6 +188,7 @@ fn delta_applied_from_slot_a_into_slot_b_matches_bsdiff_and_verifies() {
     let old = signed(&old_payload, Version::new(1, 0, 0), 1);
     let new = signed(&new_payload, Version::new(1, 1, 0), 2);
     dev.install(Slot::A, &old);
+    dev.control().decide().unwrap();
 
     // What the server publishes: the bsdiff patch, zstd-compressed with the device window.
     let patch = fixtures::diff(&old, &new);

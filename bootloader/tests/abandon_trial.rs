@@ -17,8 +17,7 @@ const TRIAL: Version = Version::new(3, 0, 0);
 /// B (v2.0.0, counter 2) confirmed over A, then A rewritten with v3.0.0 (counter 3) and
 /// booted once on trial. Returns the device and the images of A and B.
 fn on_trial() -> (Device, Vec<u8>, Vec<u8>) {
-    let dev = Device::new();
-    dev.write_slot(Slot::A, &image((1, 0, 0), 1, 3000)).unwrap();
+    let dev = Device::factory(&image((1, 0, 0), 1, 3000));
     let b = image((2, 0, 0), 2, 4000);
     dev.write_slot(Slot::B, &b).unwrap();
     dev.control().request_trial(Slot::B).unwrap();
@@ -81,8 +80,7 @@ fn abandoned_trial_rolls_back_at_the_next_reset() {
 
 #[test]
 fn refuses_to_abandon_without_a_running_trial() {
-    let dev = Device::new();
-    dev.write_slot(Slot::A, &image((1, 0, 0), 1, 3000)).unwrap();
+    let dev = Device::factory(&image((1, 0, 0), 1, 3000));
     let ops = dev.flash.borrow().ops();
     assert_eq!(dev.control().abandon_trial(), Err(BootError::NotOnTrial));
     assert_eq!(dev.flash.borrow().ops(), ops, "nothing written");

@@ -8,12 +8,10 @@ use otter_boot::state::{StateError, Trial};
 use otter_boot::verify::{VerifyError, VerifyFailure};
 use otter_boot::{BootError, Outcome, Slot};
 
-/// A device with v1.0.0 (counter 1) in slot A, as from the factory.
+/// A device with v1.0.0 (counter 1) in slot A, as from the factory, booted once.
 fn factory() -> (Device, Vec<u8>) {
-    let dev = Device::new();
     let a = image((1, 0, 0), 1, 3000);
-    dev.write_slot(Slot::A, &a).unwrap();
-    (dev, a)
+    (Device::factory(&a), a)
 }
 
 /// Installs v2.0.0 (counter 2) into B and requests its trial.
@@ -22,6 +20,51 @@ fn stage_update(dev: &Device) -> Vec<u8> {
     dev.write_slot(Slot::B, &b).unwrap();
     dev.control().request_trial(Slot::B).unwrap();
     b
+}
+
+#[test]
+fn the_first_boot_stores_the_factory_floor_and_later_boots_write_nothing() {
+    let dev = Device::new();
+    dev.write_slot(Slot::A, &image((1, 0, 0), 5, 3000)).unwrap();
+    let d = dev.control().decide().unwrap();
+    assert_eq!((d.slot, d.trial, d.state_error), (Slot::A, false, None));
+    let sealed = dev.control().status().unwrap();
+    assert_eq!(
+        (sealed.confirmed, sealed.trial, sealed.min_security_counter),
+        (Slot::A, None, 5),
+        "the factory image's counter is the floor from the first boot on"
+    );
+    // So an older signed image can not be put on trial before the first confirm.
+    dev.write_slot(Slot::B, &image((0, 9, 0), 4, 3000)).unwrap();
+    assert!(matches!(
+        dev.control().request_trial(Slot::B),
+        Err(BootError::Verify(VerifyError::Downgrade {
+            security_counter: 4,
+            minimum: 5
+        }))
+    ));
+    let d = dev.control().decide().unwrap();
+    assert_eq!((d.slot, d.trial), (Slot::A, false));
+    assert_eq!(dev.control().status(), Ok(sealed));
+}
+
+#[test]
+fn the_device_side_stores_the_factory_record_once() {
+    let dev = Device::new();
+    dev.write_slot(Slot::A, &image((1, 0, 0), 5, 3000)).unwrap();
+    let sealed = dev.control().seal_factory_state().unwrap().unwrap();
+    assert_eq!(
+        (sealed.confirmed, sealed.min_security_counter),
+        (Slot::A, 5)
+    );
+    assert_eq!(dev.control().status(), Ok(sealed));
+    let ops = dev.flash.borrow().ops();
+    assert_eq!(dev.control().seal_factory_state(), Ok(None));
+    assert_eq!(
+        dev.flash.borrow().ops(),
+        ops,
+        "a stored record is left alone"
+    );
 }
 
 #[test]
@@ -116,8 +159,77 @@ fn an_unconfirmed_trial_rolls_back_after_its_attempts() {
             from: Version::new(2, 0, 0)
         }
     );
-    assert_eq!(s.min_security_counter, 0, "nothing was confirmed");
+    assert_eq!(
+        s.min_security_counter, 1,
+        "the factory floor, nothing confirmed since"
+    );
     assert_eq!(dev.control().confirm(), Err(BootError::NotOnTrial));
+}
+
+/// Scribbles over the state partition: page markers and items become garbage.
+fn scribble_state(dev: &Device) {
+    let state = layout().state();
+    let mut f = dev.flash.borrow_mut();
+    let bytes = &mut f.bytes_mut()[state.offset as usize..(state.offset + state.size) as usize];
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(37) ^ 0x5a;
+    }
+}
+
+#[test]
+fn a_rolled_back_trial_never_boots_again_even_when_the_state_is_lost() {
+    let (dev, a) = factory();
+    stage_update(&dev);
+    for _ in 0..3 {
+        dev.control().decide().unwrap();
+    }
+    let d = dev.control().decide().unwrap();
+    assert_eq!((d.slot, d.trial), (Slot::A, false), "rolled back");
+    assert!(
+        matches!(
+            dev.control().verify_slot(Slot::B, 0),
+            Err(VerifyError::Image(_))
+        ),
+        "the rolled-back image's header is erased"
+    );
+    assert_eq!(
+        dev.slot_bytes(Slot::A, a.len()),
+        a,
+        "the confirmed slot untouched"
+    );
+    // Without a state, the highest verified counter boots: it must not be the given-up B.
+    scribble_state(&dev);
+    let d = dev.control().decide().unwrap();
+    assert_eq!((d.slot, d.header.version), (Slot::A, Version::new(1, 0, 0)));
+}
+
+#[test]
+fn a_trial_rejected_at_boot_is_erased_too() {
+    let (dev, _) = factory();
+    stage_update(&dev);
+    // A read fault could come and go; a trial the bootloader refused is given up for good.
+    dev.flip_bit(Slot::B, 900);
+    let d = dev.control().decide().unwrap();
+    assert_eq!(d.slot, Slot::A);
+    dev.flip_bit(Slot::B, 900);
+    assert!(matches!(
+        dev.control().verify_slot(Slot::B, 0),
+        Err(VerifyError::Image(_))
+    ));
+}
+
+#[test]
+fn a_fallback_trial_that_runs_out_is_not_erased_while_the_confirmed_slot_is_damaged() {
+    let (dev, _) = factory();
+    let b = image((1, 1, 0), 1, 3500);
+    dev.write_slot(Slot::B, &b).unwrap();
+    dev.flip_bit(Slot::A, 700);
+    assert_eq!(dev.control().decide().unwrap().slot, Slot::B, "fell back");
+    dev.control().abandon_trial().unwrap();
+    // The only image that verifies is the abandoned fall-back: it is kept and boots again.
+    let d = dev.control().decide().unwrap();
+    assert_eq!((d.slot, d.trial), (Slot::B, true));
+    assert_eq!(dev.slot_bytes(Slot::B, b.len()), b);
 }
 
 #[test]

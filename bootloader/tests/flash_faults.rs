@@ -10,11 +10,9 @@ use otter_boot::sim::Failing;
 use otter_boot::verify::{VerifyError, VerifyFailure};
 use otter_boot::{BootError, Outcome, Partition, Slot};
 
-/// A device with v1.0.0 (counter 1) confirmed in slot A.
+/// A device with v1.0.0 (counter 1) confirmed in slot A, booted once.
 fn factory() -> Device {
-    let dev = Device::new();
-    dev.write_slot(Slot::A, &image((1, 0, 0), 1, 3000)).unwrap();
-    dev
+    Device::factory(&image((1, 0, 0), 1, 3000))
 }
 
 /// A factory device with v2.0.0 (counter 2) in slot B, its trial requested.
@@ -148,7 +146,12 @@ fn scenarios() -> Vec<(&'static str, Device)> {
         .unwrap();
     let damaged_a = trial_pending();
     damaged_a.flip_bit(Slot::A, 900);
+    let never_booted = Device::new();
+    never_booted
+        .write_slot(Slot::A, &image((1, 0, 0), 1, 3000))
+        .unwrap();
     vec![
+        ("factory, never booted", never_booted),
         ("factory", factory()),
         ("trial pending", trial_pending()),
         ("trial started", started),
@@ -242,7 +245,7 @@ fn every_fault_combination_boots_a_verified_image_and_never_an_uncounted_trial()
         println!("VIOLATION {v}");
     }
     assert!(violations.is_empty(), "{} violations", violations.len());
-    assert_eq!(cases, 7 * 16);
+    assert_eq!(cases, 8 * 16);
 }
 
 /// The state partition's flash, whose `lie_at`-th program lands on flash and then reports

@@ -1,6 +1,7 @@
 //! Power-fail sweep: the promise that a power cut at any instant of an update leaves a
 //! device that boots only verified images, never below its anti-rollback floor, with a
-//! readable boot state, and that the update then either completes or rolls back.
+//! readable boot state, and that the update then either completes or rolls back (and a
+//! rolled-back image can never boot again, not even once the boot state is lost).
 //!
 //! A device "life" is a loop of power-ons. Each power-on runs the bootloader's `decide()`
 //! and then the agent, which continues the update from whatever state it finds (install
@@ -75,6 +76,10 @@ macro_rules! step {
 fn power_on(dev: &Device, sc: Scenario, w: &World, acked: &mut Acked) -> Result<Next, String> {
     let mut ctl = dev.control();
     let d = step!(dev, "decide", ctl.decide());
+    if !dev.flash.borrow().is_powered() {
+        // The power died inside `decide` (its last record write): nothing was booted.
+        return Ok(Next::PowerLost);
+    }
     // Only verified images boot: the slot holds exactly one of the two signed images.
     let (expected, slot_image) = match d.slot {
         Slot::A => (&w.a, dev.slot_bytes(Slot::A, w.a.len())),
@@ -179,6 +184,9 @@ fn check_end(dev: &Device, sc: Scenario) -> Result<(), String> {
                 && s.last_outcome == Outcome::RolledBack { from: NEW }
                 && d.slot == Slot::A
                 && !d.trial
+                // The rolled-back image is gone: a lost state cannot bring it back.
+                && ctl.verify_slot(Slot::B, 0).is_err()
+                && ctl.decide_without_state().is_ok_and(|d| d.slot == Slot::A)
         }
     };
     if ok {

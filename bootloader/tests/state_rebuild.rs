@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use embedded_storage::nor_flash::NorFlash;
 use otter_boot::image::Version;
 use otter_boot::sim::{Failing, PowerCut};
 use otter_boot::state::StateError;
@@ -13,10 +14,9 @@ use otter_boot::{BootError, BootState, Outcome, Slot};
 /// A device whose B (v2.0.0, counter 2) was confirmed over A (v1.0.0, counter 1), then
 /// whose state partition was scribbled over.
 fn corrupted() -> (Device, Vec<u8>, Vec<u8>) {
-    let dev = Device::new();
     let a = image((1, 0, 0), 1, 3000);
     let b = image((2, 0, 0), 2, 4000);
-    dev.write_slot(Slot::A, &a).unwrap();
+    let dev = Device::factory(&a);
     dev.write_slot(Slot::B, &b).unwrap();
     dev.control().request_trial(Slot::B).unwrap();
     dev.control().decide().unwrap();
@@ -100,14 +100,37 @@ fn refuses_to_erase_a_state_it_cannot_read_at_all() {
 }
 
 #[test]
+fn an_erased_state_beside_two_images_is_lost_not_factory_fresh() {
+    // The state of a device with B confirmed over an older A, erased (as a rebuild cut
+    // after its erase leaves it): read as factory-fresh it would boot A below the floor.
+    let (dev, _, _) = corrupted();
+    let state = layout().state();
+    dev.flash
+        .borrow_mut()
+        .erase(state.offset, state.offset + state.size)
+        .unwrap();
+    assert_eq!(dev.control().status(), Err(StateError::Lost));
+    let d = dev.control().decide().unwrap();
+    assert_eq!(
+        (d.slot, d.header.security_counter, d.state_error),
+        (Slot::B, 2, Some(StateError::Lost)),
+        "the highest counter boots, as with any unreadable state"
+    );
+    assert_eq!(dev.control().rebuild_state(), Ok(REBUILT));
+}
+
+/// The sweep's promise, per cut point: the next boot runs a verified image whose security
+/// counter is at least the floor the device had acknowledged before the rebuild.
+#[test]
 fn survives_power_cut_at_every_point_of_the_rebuild() {
     let (dev, a, b) = corrupted();
+    let floor = REBUILT.min_security_counter;
     let start = dev.flash.borrow().ops();
     let dry = dev.clone();
     dry.control().rebuild_state().unwrap();
     let ops = dry.flash.borrow().op_log()[start as usize..].to_vec();
     assert!(!ops.is_empty());
-    let (mut points, mut still_corrupt, mut empty, mut rebuilt) = (0, 0, 0, 0);
+    let (mut points, mut still_corrupt, mut lost, mut rebuilt) = (0, 0, 0, 0);
     let mut violations = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         let index = start + i as u64;
@@ -128,7 +151,7 @@ fn survives_power_cut_at_every_point_of_the_rebuild() {
                 continue;
             }
             d.flash.borrow_mut().restore_power();
-            // The next boot runs a verified image.
+            // The next boot runs a verified image, never one below the floor.
             let boot = match d.control().decide() {
                 Ok(boot) => boot,
                 Err(e) => {
@@ -140,27 +163,33 @@ fn survives_power_cut_at_every_point_of_the_rebuild() {
             if &d.slot_bytes(boot.slot, expected.len()) != expected {
                 violations.push(format!("{cut:?}: booted slot {} unverified", boot.slot));
             }
-            // And the state is one of: still unreadable (the rebuild then succeeds),
-            // rebuilt, or empty (a factory-fresh device).
+            if boot.header.security_counter < floor {
+                violations.push(format!(
+                    "{cut:?}: downgrade: booted counter {} below the floor {floor}",
+                    boot.header.security_counter
+                ));
+            }
+            // And the state is still unreadable (or lost: erased beside two images), and
+            // the rebuild then succeeds, or it is rebuilt. Never factory-fresh.
             match d.control().status() {
-                Err(_) => {
-                    still_corrupt += 1;
-                    if boot.slot != Slot::B {
-                        violations.push(format!("{cut:?}: unreadable state booted A"));
+                Err(e) => {
+                    if e == StateError::Lost {
+                        lost += 1;
+                    } else {
+                        still_corrupt += 1;
                     }
                     if d.control().rebuild_state() != Ok(REBUILT) {
                         violations.push(format!("{cut:?}: the later rebuild failed"));
                     }
                 }
                 Ok(s) if s == REBUILT => rebuilt += 1,
-                Ok(s) if s == BootState::default() => empty += 1,
                 Ok(s) => violations.push(format!("{cut:?}: unexpected state {s:?}")),
             }
         }
     }
     println!(
         "{} rebuild ops, {points} cut points: {still_corrupt} left the state unreadable, \
-         {empty} empty, {rebuilt} rebuilt; {} violations",
+         {lost} erased (lost), {rebuilt} rebuilt; {} violations",
         ops.len(),
         violations.len()
     );
@@ -169,7 +198,7 @@ fn survives_power_cut_at_every_point_of_the_rebuild() {
     }
     assert!(violations.is_empty());
     assert!(
-        still_corrupt > 0 && empty > 0,
+        still_corrupt > 0 && lost > 0,
         "the sweep reached both sides of the erase"
     );
 }

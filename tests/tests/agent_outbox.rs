@@ -92,16 +92,26 @@ async fn three_rollbacks_give_three_rollback_events() {
     ));
     for attempt in 1..=3 {
         if attempt > 1 {
-            // The operator asks for the same image again: slot B still holds it.
-            otter_agent::sim::request_trial(device.agent().device(), Slot::B).unwrap();
+            // The operator asks for the same image again; its rollback erased slot B's
+            // header, so it is written there again first.
+            let agent = device.agent();
+            let flash = agent.device();
+            let mut sink = flash
+                .slot_writer(&flash.writable(Slot::B).unwrap())
+                .unwrap();
+            sink.write(&v2).unwrap();
+            sink.finish().unwrap();
+            flash.sync().unwrap();
+            otter_agent::sim::request_trial(flash, Slot::B).unwrap();
         }
         let mut boots = 0;
         while device.reset().slot == Slot::B {
             boots += 1;
             assert!(boots <= 10, "never rolled back");
+            // Unhealthy the first time; from then on its image is on the rejected list.
             assert!(matches!(
                 device.agent().after_boot().await.unwrap(),
-                AfterBoot::Unhealthy(_)
+                AfterBoot::Unhealthy(_) | AfterBoot::Rejected(_)
             ));
         }
         // Back on the confirmed image; each start reports the rollback at most once.

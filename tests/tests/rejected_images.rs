@@ -1,7 +1,7 @@
 //! No endless rollback loop: a release whose trial fails its health check is tried once. The
 //! agent abandons the trial and reboots at once, so the bootloader rolls back at that reset;
-//! it remembers the image and refuses it however often it is assigned again, while a newer
-//! release still installs.
+//! it remembers the image and refuses it however often it is assigned again (and never
+//! confirms it, even after a restart), while a newer release still installs.
 
 mod common;
 
@@ -178,6 +178,63 @@ async fn a_trial_the_bootloader_rolled_back_is_never_reinstalled() {
         timeline.iter().filter(|k| *k == "downloading").count(),
         1,
         "{timeline:?}"
+    );
+    fleet.stop().await;
+}
+
+/// A trial the agent abandoned is never confirmed, not even by a later agent that finds it
+/// still running and healthy (the process restarted before the reboot took effect).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_abandoned_trial_is_not_confirmed_after_an_agent_restart() {
+    let fleet = Fleet::start().await;
+    let base = firmware(SIZE, 81);
+    let v1 = fleet.image("1.0.0", &base);
+    let v2 = fleet.image("1.1.0", &next_release(&base, 82));
+    fleet.publish(v1.clone()).await;
+    fleet.publish(v2.clone()).await;
+    let mut device = fleet.device("SN-restart", &fleet.url, &v1).await;
+    let check = |script: &str| otter_agent::config::HealthCheck {
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        timeout: std::time::Duration::from_secs(10),
+    };
+    device.config.health_checks = vec![check("exit 3")];
+    assert!(matches!(
+        device.agent().check().await.unwrap(),
+        Outcome::Installed { .. }
+    ));
+    let boot = device.reset();
+    assert_eq!((boot.slot, boot.trial), (Slot::B, true));
+    assert!(matches!(
+        device.agent().after_boot().await.unwrap(),
+        AfterBoot::Unhealthy(_)
+    ));
+    let reboots = device.reboots.load(Ordering::SeqCst);
+
+    // The reboot did not happen; the agent restarts, and now the health check passes.
+    device.config.health_checks = vec![check("exit 0")];
+    for _ in 0..2 {
+        let agent = device.agent();
+        assert!(
+            matches!(agent.after_boot().await.unwrap(), AfterBoot::Rejected(_)),
+            "an abandoned trial must not be confirmed"
+        );
+        let _ = agent.check().await;
+        let status = agent.device().status().unwrap();
+        assert_eq!(status.confirmed, Slot::A, "{status:?}");
+        assert!(status.trial.is_some_and(|t| t.attempts_left == 0));
+    }
+    assert!(
+        device.reboots.load(Ordering::SeqCst) > reboots,
+        "the reboot is asked for again"
+    );
+
+    // The reset rolls back, and the given-up image is gone from its slot.
+    let boot = device.reset();
+    assert_eq!((boot.slot, boot.trial), (Slot::A, false));
+    assert!(device.agent().device().slot_image(Slot::B).is_err());
+    assert_eq!(
+        device.agent().after_boot().await.unwrap(),
+        AfterBoot::Settled
     );
     fleet.stop().await;
 }

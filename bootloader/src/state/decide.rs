@@ -29,10 +29,16 @@ impl<A: NorFlash, B: NorFlash, S: NorFlash> BootControl<'_, A, B, S> {
     /// Bootloader side: decides which slot to boot, recording on flash what it decided
     /// before it returns (a trial attempt is counted before the jump).
     ///
+    /// 0. No record yet (a factory-fresh device) and slot A verifies: record A confirmed
+    ///    with its security counter as the floor, boot it.
     /// 1. A trial with attempts left whose image verifies: count the attempt, boot it.
     /// 2. A trial out of attempts: record the rollback, go on with the confirmed slot.
     /// 3. A trial that does not verify or cannot be read: record the rejection, go on with
     ///    the confirmed slot.
+    ///
+    ///    In 2 and 3, if the confirmed slot verifies, the trial slot's header is erased
+    ///    first, so the given-up image can never boot again, even if the state is lost
+    ///    later. A cut before the record is written repeats the step at the next boot.
     /// 4. The confirmed slot, if it verifies.
     /// 5. Otherwise the other slot, if it verifies, on trial without attempts (the agent may
     ///    confirm it; the fall-back is recorded).
@@ -45,7 +51,8 @@ impl<A: NorFlash, B: NorFlash, S: NorFlash> BootControl<'_, A, B, S> {
     /// (see [`Self::decide_without_state`]).
     pub fn decide(&mut self) -> Result<BootDecision, BootError> {
         let mut state = match self.load() {
-            Ok(state) => state.unwrap_or_default(),
+            Ok(Some(state)) => state,
+            Ok(None) => return self.first_boot(),
             Err(e) => {
                 let decision = self.decide_without_state()?;
                 return Ok(BootDecision {
@@ -65,6 +72,20 @@ impl<A: NorFlash, B: NorFlash, S: NorFlash> BootControl<'_, A, B, S> {
         self.boot_confirmed(state, state_error)
     }
 
+    /// The first boot of a factory-fresh device: slot A boots and its counter becomes the
+    /// floor (even if that cannot be recorded); if A does not verify, the usual fall-back.
+    fn first_boot(&mut self) -> Result<BootDecision, BootError> {
+        let Some((state, header)) = self.factory_state() else {
+            return self.boot_confirmed(BootState::default(), None);
+        };
+        Ok(BootDecision {
+            slot: state.confirmed,
+            header,
+            trial: false,
+            state_error: self.record(&state).err(),
+        })
+    }
+
     /// Boots the trial slot if it may and can; otherwise ends the trial in `state` and
     /// records that. `Err` means a record failed: the trial does not boot.
     fn try_trial(
@@ -74,6 +95,7 @@ impl<A: NorFlash, B: NorFlash, S: NorFlash> BootControl<'_, A, B, S> {
     ) -> Result<Option<BootDecision>, StateError> {
         state.trial = None;
         if trial.attempts_left == 0 {
+            self.retire(state, trial.slot);
             state.last_outcome = Outcome::RolledBack {
                 from: trial.version,
             };
@@ -98,6 +120,7 @@ impl<A: NorFlash, B: NorFlash, S: NorFlash> BootControl<'_, A, B, S> {
                 }))
             }
             Err(e) => {
+                self.retire(state, trial.slot);
                 state.last_outcome = Outcome::TrialRejected {
                     version: trial.version,
                     reason: e.failure(),
@@ -105,6 +128,20 @@ impl<A: NorFlash, B: NorFlash, S: NorFlash> BootControl<'_, A, B, S> {
                 self.record(state)?;
                 Ok(None)
             }
+        }
+    }
+
+    /// Erases the header of a trial slot given up on, but only while the confirmed slot
+    /// verifies: otherwise the given-up image is the fall-back, maybe the only image that
+    /// boots. An erase that fails is skipped: the agent refuses to confirm a rejected image
+    /// too (its rejected-image list).
+    fn retire(&mut self, state: &BootState, trial_slot: Slot) {
+        if trial_slot != state.confirmed
+            && self
+                .verify_slot(state.confirmed, state.min_security_counter)
+                .is_ok()
+        {
+            let _ = self.erase_header(trial_slot);
         }
     }
 

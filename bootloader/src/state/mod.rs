@@ -8,7 +8,14 @@
 //! - a slot is booted only after it verifies (hash, signature, hardware id, counter);
 //! - a trial's attempt is counted on flash *before* the jump, so a trial that hangs or
 //!   resets is abandoned after `trial_attempts` boots;
-//! - confirming raises the anti-rollback floor to the confirmed image's security counter.
+//! - confirming raises the anti-rollback floor to the confirmed image's security counter,
+//!   and the first boot of a factory-fresh device stores its factory image's counter as the
+//!   floor (so no older signed image can be put on trial before the first confirm);
+//! - an empty partition reads as factory-fresh only while at most one slot holds a verified
+//!   image (the first record is stored before a second image is installed), otherwise it is
+//!   [`StateError::Lost`] and handled like an unreadable one;
+//! - a trial that is rolled back or rejected has its image header erased once the confirmed
+//!   slot is known to verify, so a later loss of the state cannot bring it back.
 
 mod abandon;
 mod decide;
@@ -24,6 +31,7 @@ pub use decide::BootDecision;
 pub use record::{BootState, Malformed, Outcome, RECORD_LEN, Trial};
 pub use store::StateError;
 
+use crate::flash::FlashError;
 use crate::image::Header;
 use crate::layout::{Layout, LayoutError, PartitionName, Slot};
 use crate::trust::Anchors;
@@ -172,6 +180,34 @@ impl<'k, A: NorFlash, B: NorFlash, S: NorFlash> BootControl<'k, A, B, S> {
         Ok(self.load()?.unwrap_or_default())
     }
 
+    /// Device side: stores the first record of a factory-fresh device (slot A confirmed, its
+    /// security counter the anti-rollback floor) and returns it. The bootloader does the same
+    /// at its first boot; the agent calls this before it installs anything, so the record
+    /// exists before a second image does (see [`StateError::Lost`]). `None`, writing
+    /// nothing, if a record exists or slot A does not verify (the bootloader then falls back
+    /// to B, and records that).
+    pub fn seal_factory_state(&mut self) -> Result<Option<BootState>, BootError> {
+        if self.load()?.is_some() {
+            return Ok(None);
+        }
+        let Some((state, _)) = self.factory_state() else {
+            return Ok(None);
+        };
+        self.save(&state)?;
+        Ok(Some(state))
+    }
+
+    /// The first record of a factory-fresh device, with the verified header of its slot A.
+    fn factory_state(&mut self) -> Option<(BootState, Header)> {
+        let state = BootState::default();
+        let header = self.verify_slot(state.confirmed, 0).ok()?;
+        let sealed = BootState {
+            min_security_counter: header.security_counter,
+            ..state
+        };
+        Some((sealed, header))
+    }
+
     /// Verifies the image in `slot` against the trust anchors and a security floor.
     pub fn verify_slot(
         &mut self,
@@ -247,15 +283,41 @@ impl<'k, A: NorFlash, B: NorFlash, S: NorFlash> BootControl<'k, A, B, S> {
         p.offset..p.offset + p.size
     }
 
+    /// The stored record; an empty partition is `None` (factory-fresh) only while at most
+    /// one slot verifies, and [`StateError::Lost`] otherwise.
     fn load(&mut self) -> Result<Option<BootState>, StateError> {
         let range = self.state_range();
-        store::load(&mut self.state, range)
+        let stored = store::load(&mut self.state, range)?;
+        // B first: on a factory-fresh device it is blank and refused at its header.
+        if stored.is_none()
+            && self.verify_slot(Slot::B, 0).is_ok()
+            && self.verify_slot(Slot::A, 0).is_ok()
+        {
+            return Err(StateError::Lost);
+        }
+        Ok(stored)
+    }
+
+    /// Makes `slot` unbootable by erasing its first sector, which holds the image header.
+    fn erase_header(&mut self, slot: Slot) -> Result<(), FlashError> {
+        let p = self.layout.slot(slot);
+        match slot {
+            Slot::A => erase_first_sector(&mut self.slot_a, p.offset),
+            Slot::B => erase_first_sector(&mut self.slot_b, p.offset),
+        }
     }
 
     fn save(&mut self, state: &BootState) -> Result<(), StateError> {
         let range = self.state_range();
         store::save(&mut self.state, range, state)
     }
+}
+
+fn erase_first_sector<F: NorFlash>(flash: &mut F, offset: u32) -> Result<(), FlashError> {
+    let sector = u32::try_from(F::ERASE_SIZE).unwrap_or(u32::MAX);
+    flash
+        .erase(offset, offset.saturating_add(sector))
+        .map_err(FlashError::from_driver)
 }
 
 impl core::error::Error for BootError {}

@@ -23,9 +23,10 @@ impl<A: NorFlash, B: NorFlash, S: NorFlash> BootControl<'_, A, B, S> {
     /// be read at all (only a damaged record is replaced, never one behind a read fault).
     ///
     /// Power-fail safe: the partition is erased, then the record is stored. A cut before the
-    /// erase completes leaves the state unreadable (the next boot is the same, and the rebuild
-    /// can run again); a cut after it leaves an empty state, read as a factory-fresh device
-    /// (slot A confirmed, falling back to B if A does not verify).
+    /// erase completes leaves the state unreadable; a cut after it leaves an empty partition,
+    /// which reads as [`StateError::Lost`] (not factory-fresh) while both slots verify, or
+    /// boots the one slot that does. Either way the next boot is the same as now, never an
+    /// image below the floor, and the rebuild can run again.
     pub fn rebuild_state(&mut self) -> Result<BootState, BootError> {
         match self.load() {
             Ok(_) => return Err(BootError::StateReadable),

@@ -30,6 +30,11 @@ pub enum StateError {
     Full,
     /// `sequential-storage` reported an internal error.
     Storage,
+    /// The partition holds no record, yet both slots hold verified images: the record was
+    /// lost (erased or damaged into something that reads as empty), since a device stores
+    /// its first record before a second image is ever installed. Read as factory-fresh,
+    /// such a state would drop the anti-rollback floor to 0.
+    Lost,
 }
 
 impl fmt::Display for StateError {
@@ -40,6 +45,11 @@ impl fmt::Display for StateError {
             Self::Malformed => write!(f, "boot state record is malformed"),
             Self::Full => write!(f, "boot state partition is full"),
             Self::Storage => write!(f, "boot state storage reported an internal error"),
+            Self::Lost => write!(
+                f,
+                "boot state partition is empty but both slots hold verified images: \
+                 the record was lost (a factory-fresh device holds one image)"
+            ),
         }
     }
 }

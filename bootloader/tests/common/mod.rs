@@ -148,6 +148,15 @@ impl Device {
         Ok(())
     }
 
+    /// A device with `a` in slot A, booted once: its first boot stores the first record
+    /// (slot A confirmed, its counter the floor) before any second image is installed.
+    pub fn factory(a: &[u8]) -> Self {
+        let dev = Self::new();
+        dev.write_slot(Slot::A, a).unwrap();
+        dev.control().decide().unwrap();
+        dev
+    }
+
     /// The first `len` bytes of `slot`.
     pub fn slot_bytes(&self, slot: Slot, len: usize) -> Vec<u8> {
         let off = layout().slot(slot).offset as usize;
