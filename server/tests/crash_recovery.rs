@@ -4,13 +4,15 @@
 //! staging is empty, the delta job resumes at once and finishes, and python-tuf loads the
 //! repository. Plus, in process: the director never assigns an unsigned release.
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::binary::{self, BIN, Running};
 use otter_boot::Slot;
 use otter_boot::image::{HardwareId, Version};
 use otter_keys::image::{ImageSpec, sign_image};
@@ -19,89 +21,19 @@ use otter_keys::signer::{FileKey, Signer};
 use otter_keys::wire::{AssignedTarget, Assignment, BootOutcome, CheckIn, Signed, SlotReport};
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_otter-server");
 const BOARD: &str = "crash-board";
 
-struct Server {
-    child: Child,
-    url: String,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
+type Server = Running;
 
-impl Server {
-    /// `otter-server serve` on `data` with extra flags and environment.
-    fn start(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(BIN)
+/// `otter-server serve` on `data` with extra flags and environment.
+fn start(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+    binary::spawn(
+        Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .args(extra)
-            .envs(env.iter().copied())
-            .env_remove("OTTER_DATABASE_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        let mut server = Self {
-            child,
-            url: String::new(),
-            lines,
-            seen: Vec::new(),
-        };
-        let line = server.wait_for("listening on");
-        let at = line.find("http://").unwrap();
-        server.url = line[at..]
-            .split(|c: char| c == '"' || c.is_whitespace())
-            .next()
-            .unwrap()
-            .to_owned();
-        server
-    }
-
-    fn wait_for(&mut self, needle: &str) -> String {
-        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
-            return line.clone();
-        }
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no {needle:?} in 60 s:\n{}", self.seen.join("\n")),
-            }
-        }
-    }
-
-    fn at(&self, path: &str) -> String {
-        format!("{}{path}", self.url)
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// Waits for a process that killed itself (a fault point) and checks it was SIGKILL.
-    fn wait_killed(mut self) {
-        use std::os::unix::process::ExitStatusExt;
-        let status = self.child.wait().unwrap();
-        assert_eq!(status.signal(), Some(9), "{status:?}");
-    }
+            .envs(env.iter().copied()),
+    )
 }
 
 fn sign(data: &Path, version: &str, payload: &[u8]) -> Vec<u8> {
@@ -300,7 +232,7 @@ async fn kill_9_at_the_worst_moments_loses_nothing_and_leaves_tuf_consistent() {
     p2[1000..1100].copy_from_slice(&noise(100, 2));
 
     // 1. Killed right after the release row commits, before TUF is signed.
-    let mut s = Server::start(&data, &[], &[("OTTER_FAULT", "after-release-commit")]);
+    let mut s = start(&data, &[], &[("OTTER_FAULT", "after-release-commit")]);
     let admin = s.wait_for("tok_").trim().to_owned();
     let v1 = sign(&data, "1.0.0", &p1);
     let answer = http
@@ -317,7 +249,7 @@ async fn kill_9_at_the_worst_moments_loses_nothing_and_leaves_tuf_consistent() {
     s.wait_killed();
 
     // Restarted: the committed release is signed at start and only then assigned.
-    let s = Server::start(&data, &[], &[]);
+    let s = start(&data, &[], &[]);
     let director = KeySet::open(&data.join("dev-keys"))
         .unwrap()
         .role_key(Role::Director)
@@ -353,7 +285,7 @@ async fn kill_9_at_the_worst_moments_loses_nothing_and_leaves_tuf_consistent() {
     )
     .unwrap();
     std::fs::set_permissions(&hang, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let s = Server::start(&data, &["--delta-differ", hang.to_str().unwrap()], &[]);
+    let s = start(&data, &["--delta-differ", hang.to_str().unwrap()], &[]);
     assert!(
         staging_files(&data).is_empty(),
         "{:?}",
@@ -376,7 +308,7 @@ async fn kill_9_at_the_worst_moments_loses_nothing_and_leaves_tuf_consistent() {
     s.kill9();
 
     // Restarted with the real differ: the dead worker's job is reclaimed at once and built.
-    let s = Server::start(&data, &[], &[]);
+    let s = start(&data, &[], &[]);
     let finished = wait_job(&http, &s, &admin, &job, |j| j["state"] == "done").await;
     assert_eq!(finished["attempts"][0]["outcome"], "built", "{finished}");
     assert!(staging_files(&data).is_empty());

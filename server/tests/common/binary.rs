@@ -22,10 +22,18 @@ pub struct Running {
 
 /// Starts `otter-server serve` in `dir` on a free port and waits for its "listening" line.
 pub fn serve(dir: &Path, extra: &[&str]) -> Running {
-    let mut child = Command::new(BIN)
-        .current_dir(dir)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(extra)
+    spawn(
+        Command::new(BIN)
+            .current_dir(dir)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra),
+    )
+}
+
+/// Runs `command` (an `otter-server serve` with a free port) with its output captured and
+/// waits for its "listening" line. The test database setting is not passed on.
+pub fn spawn(command: &mut Command) -> Running {
+    let mut child = command
         .env_remove("OTTER_DATABASE_URL")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -84,6 +92,24 @@ impl Running {
                 ),
             }
         }
+    }
+
+    /// `url` + `path`.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Kills the server with SIGKILL and reaps it.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Waits for a server that killed itself (a fault point) and checks it was SIGKILL.
+    pub fn wait_killed(mut self) {
+        use std::os::unix::process::ExitStatusExt;
+        let status = self.child.wait().unwrap();
+        assert_eq!(status.signal(), Some(9), "{status:?}");
     }
 
     /// The initial admin token printed by a first start.
