@@ -14,12 +14,11 @@ use std::path::Path;
 use std::process::Command;
 
 use common::binary::{BIN, serve};
-use otter_boot::Slot;
 use otter_boot::image::{HardwareId, Version};
 use otter_keys::image::{ImageSpec, sign_image};
 use otter_keys::keyset::KeySet;
 use otter_keys::signer::{FileKey, Signer};
-use otter_keys::wire::{BootOutcome, CheckIn, Signed, SlotReport};
+use otter_keys::wire::Signed;
 use serde_json::{Value, json};
 
 /// schemathesis' CLI, through the interpreter whose packages `.ci/run` installs into.
@@ -108,19 +107,8 @@ async fn provision_and_check_in(url: &str, token: &str, key: &FileKey) -> String
     assert_eq!(r.status(), 201);
     let device: Value = r.json().await.unwrap();
     let id = device["id"].as_str().unwrap().to_owned();
-    let checkin = CheckIn {
-        device_id: id.clone(),
-        counter: 1,
-        timestamp: jiff::Timestamp::now().as_second() as u64,
-        current_version: "1.0.0".parse().unwrap(),
-        image_sha256: [7; 32],
-        slots: SlotReport {
-            running: Slot::A,
-            confirmed: Slot::A,
-            trial: None,
-        },
-        last_outcome: BootOutcome::None,
-    };
+    let checkin =
+        common::checkin_message(&id, 1, jiff::Timestamp::now().as_second() as u64, "1.0.0");
     let r = client
         .post(format!("{url}/api/v1/devices/{id}/checkin"))
         .json(&Signed::sign(checkin, key).unwrap())

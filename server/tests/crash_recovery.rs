@@ -13,12 +13,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::binary::{self, BIN, Running};
-use otter_boot::Slot;
 use otter_boot::image::{HardwareId, Version};
 use otter_keys::image::{ImageSpec, sign_image};
 use otter_keys::keyset::{KeySet, Role};
 use otter_keys::signer::{FileKey, Signer};
-use otter_keys::wire::{AssignedTarget, Assignment, BootOutcome, CheckIn, Signed, SlotReport};
+use otter_keys::wire::{AssignedTarget, Assignment, Signed};
 use serde_json::{Value, json};
 
 const BOARD: &str = "crash-board";
@@ -121,19 +120,7 @@ impl Device {
         director: &[u8; 32],
     ) -> Option<AssignedTarget> {
         self.counter += 1;
-        let message = CheckIn {
-            device_id: self.id.clone(),
-            counter: self.counter,
-            timestamp: now(),
-            current_version: "0.1.0".parse().unwrap(),
-            image_sha256: [7; 32],
-            slots: SlotReport {
-                running: Slot::A,
-                confirmed: Slot::A,
-                trial: None,
-            },
-            last_outcome: BootOutcome::None,
-        };
+        let message = common::checkin_message(&self.id, self.counter, now(), "0.1.0");
         let signed = Signed::sign(message, &self.key).unwrap();
         let answer: Signed<Assignment> = http
             .post(format!("{base}/api/v1/devices/{}/checkin", self.id))

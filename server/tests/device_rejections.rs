@@ -5,10 +5,9 @@
 mod common;
 
 use common::{TestServer, databases, expect_error};
-use otter_boot::Slot;
 use otter_keys::keyset::Role;
 use otter_keys::signer::{FileKey, Signer};
-use otter_keys::wire::{Assignment, BootOutcome, CheckIn, Event, Report, Signed, SlotReport};
+use otter_keys::wire::{Assignment, Event, Report, Signed};
 use otter_server::auth::Scope;
 use serde_json::{Value, json};
 
@@ -54,19 +53,7 @@ impl Device {
     /// The version the director assigns now, if any.
     async fn assigned(&mut self, s: &TestServer) -> Option<String> {
         self.counter += 1;
-        let message = CheckIn {
-            device_id: self.id.clone(),
-            counter: self.counter,
-            timestamp: now(),
-            current_version: "1.0.0".parse().unwrap(),
-            image_sha256: [7; 32],
-            slots: SlotReport {
-                running: Slot::A,
-                confirmed: Slot::A,
-                trial: None,
-            },
-            last_outcome: BootOutcome::None,
-        };
+        let message = common::checkin_message(&self.id, self.counter, now(), "1.0.0");
         let signed = Signed::sign(message, &self.key).unwrap();
         let answer: Signed<Assignment> = s
             .client

@@ -4,10 +4,9 @@
 mod common;
 
 use common::{TestServer, databases, expect_error};
-use otter_boot::Slot;
 use otter_keys::keyset::Role;
 use otter_keys::signer::{FileKey, Signer};
-use otter_keys::wire::{Assignment, BootOutcome, CheckIn, Event, Report, Signed, SlotReport};
+use otter_keys::wire::{Assignment, BootOutcome, CheckIn, Event, Report, Signed};
 use otter_server::auth::Scope;
 use serde_json::{Value, json};
 
@@ -49,19 +48,10 @@ async fn register(s: &TestServer, token: &str, serial: &str, hw: &str) -> Device
 
 fn checkin(device_id: &str, counter: u64, timestamp: u64) -> CheckIn {
     CheckIn {
-        device_id: device_id.to_owned(),
-        counter,
-        timestamp,
-        current_version: "1.0.0".parse().unwrap(),
-        image_sha256: [7; 32],
-        slots: SlotReport {
-            running: Slot::A,
-            confirmed: Slot::A,
-            trial: None,
-        },
         last_outcome: BootOutcome::RolledBack {
             from: "1.1.0".parse().unwrap(),
         },
+        ..common::checkin_message(device_id, counter, timestamp, "1.0.0")
     }
 }
 

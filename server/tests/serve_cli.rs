@@ -221,22 +221,10 @@ fn sigterm_stops_within_the_shutdown_deadline_despite_a_slow_client() {
 
 /// A well-formed check-in from a device the server does not know, so it is refused and logged.
 fn forged_checkin() -> otter_keys::wire::Signed<otter_keys::wire::CheckIn> {
-    use otter_keys::wire::{BootOutcome, CheckIn, Signed, SlotReport};
+    use otter_keys::wire::Signed;
     let dir = tempfile::tempdir().unwrap();
     let key = otter_keys::signer::FileKey::generate_at(&dir.path().join("k")).unwrap();
-    let message = CheckIn {
-        device_id: "x".to_owned(),
-        counter: 1,
-        timestamp: 1,
-        current_version: "1.0.0".parse().unwrap(),
-        image_sha256: [7; 32],
-        slots: SlotReport {
-            running: otter_boot::Slot::A,
-            confirmed: otter_boot::Slot::A,
-            trial: None,
-        },
-        last_outcome: BootOutcome::None,
-    };
+    let message = common::checkin_message("x", 1, 1, "1.0.0");
     Signed::sign(message, &key).unwrap()
 }
 

@@ -134,13 +134,13 @@ fn admit(
     per_peer: &per_peer::PerPeer,
     ip: std::net::IpAddr,
 ) -> Option<Places> {
-    if let Some(peer) = per_peer.admit(ip) {
-        if let Ok(permit) = full.clone().try_acquire_owned() {
-            return Some(Places::Full {
-                _overall: permit,
-                _host: peer,
-            });
-        }
+    if let Some(peer) = per_peer.admit(ip)
+        && let Ok(permit) = full.clone().try_acquire_owned()
+    {
+        return Some(Places::Full {
+            _overall: permit,
+            _host: peer,
+        });
     }
     reserve
         .clone()

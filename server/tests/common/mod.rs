@@ -10,6 +10,7 @@ use std::time::Duration;
 use otter_boot::image::{HardwareId, Version};
 use otter_keys::image::{ImageSpec, sign_image};
 use otter_keys::keyset::KeySet;
+use otter_keys::wire::{BootOutcome, CheckIn, SlotReport};
 use otter_server::auth::{Scope, token};
 use otter_server::state::AppState;
 use otter_server::{App, Config};
@@ -201,4 +202,22 @@ pub async fn expect_error(response: reqwest::Response, status: u16, code: &str) 
     assert_eq!(got, status, "{body}");
     assert_eq!(body["error"], code, "{body}");
     body["message"].as_str().unwrap().to_owned()
+}
+
+/// A check-in from a device that runs `version` (image hash `[7; 32]`) confirmed in slot A,
+/// with nothing on trial and nothing to report.
+pub fn checkin_message(device_id: &str, counter: u64, timestamp: u64, version: &str) -> CheckIn {
+    CheckIn {
+        device_id: device_id.to_owned(),
+        counter,
+        timestamp,
+        current_version: version.parse().unwrap(),
+        image_sha256: [7; 32],
+        slots: SlotReport {
+            running: otter_boot::Slot::A,
+            confirmed: otter_boot::Slot::A,
+            trial: None,
+        },
+        last_outcome: BootOutcome::None,
+    }
 }
