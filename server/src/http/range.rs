@@ -114,4 +114,24 @@ mod tests {
             assert_eq!(p(header, 100), RangeRequest::Full, "{header:?}");
         }
     }
+
+    proptest::proptest! {
+        /// Whatever a client sends, the answer is the whole body, a 416, or a non-empty
+        /// range inside the file: never a panic, never a byte past the end.
+        #[test]
+        fn any_header_gets_a_sane_answer(
+            header in proptest::prop_oneof![
+                ".{0,30}",
+                "(bytes|BYTES|items)= ?[0-9]{0,21} ?- ?[0-9]{0,21}",
+            ],
+            len in proptest::prop_oneof![0u64..4, 0u64..1 << 40, proptest::prelude::Just(u64::MAX)],
+        ) {
+            match parse_range(Some(&header), len) {
+                RangeRequest::Full | RangeRequest::Unsatisfiable => {}
+                RangeRequest::Partial(range) => {
+                    proptest::prop_assert!(range.start < range.end && range.end <= len, "{range:?}");
+                }
+            }
+        }
+    }
 }
