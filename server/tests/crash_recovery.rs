@@ -18,7 +18,7 @@ use otter_keys::image::{ImageSpec, sign_image};
 use otter_keys::keyset::{KeySet, Role};
 use otter_keys::signer::{FileKey, Signer};
 use otter_keys::wire::{AssignedTarget, Assignment, Signed};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const BOARD: &str = "crash-board";
 
@@ -89,26 +89,12 @@ struct Device {
 
 impl Device {
     async fn register(http: &reqwest::Client, base: &str, token: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let key = FileKey::generate_at(&dir.path().join("device.key")).unwrap();
-        let body: Value = http
-            .post(format!("{base}/api/v1/devices"))
-            .bearer_auth(token)
-            .json(
-                &json!({"public_key": hex::encode(key.public_key()), "hardware_id": BOARD,
-                          "serial": "SN-CRASH"}),
-            )
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let device = common::register_device(http, base, token, BOARD, "SN-CRASH").await;
         Self {
-            id: body["id"].as_str().unwrap().to_owned(),
-            key,
+            id: device.id,
+            key: device.key,
             counter: 0,
-            _dir: dir,
+            _dir: device.dir,
         }
     }
 

@@ -9,7 +9,7 @@ use otter_keys::keyset::Role;
 use otter_keys::signer::{FileKey, Signer};
 use otter_keys::wire::{Assignment, Event, Report, Signed};
 use otter_server::auth::Scope;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 fn now() -> u64 {
     jiff::Timestamp::now().as_second() as u64
@@ -25,28 +25,13 @@ struct Device {
 
 impl Device {
     async fn register(s: &TestServer, token: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let key = FileKey::generate_at(&dir.path().join("device.key")).unwrap();
-        let body: Value = s
-            .client
-            .post(s.at("/api/v1/devices"))
-            .bearer_auth(token)
-            .json(
-                &json!({"public_key": hex::encode(key.public_key()), "hardware_id": "board-r",
-                          "serial": "SN-R"}),
-            )
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let device = common::register_device(&s.client, &s.url, token, "board-r", "SN-R").await;
         Self {
-            id: body["id"].as_str().unwrap().to_owned(),
-            key,
+            id: device.id,
+            key: device.key,
             counter: 0,
             director: s.keyset().role_key(Role::Director).unwrap().public_key(),
-            _dir: dir,
+            _dir: device.dir,
         }
     }
 

@@ -221,3 +221,40 @@ pub fn checkin_message(device_id: &str, counter: u64, timestamp: u64, version: &
         last_outcome: BootOutcome::None,
     }
 }
+
+/// A device registered through the API: its id and its signing key (kept in `dir`).
+pub struct Registered {
+    pub id: String,
+    pub key: otter_keys::signer::FileKey,
+    pub dir: tempfile::TempDir,
+}
+
+/// Registers a fresh device key for `board` with `serial` at `base` (expects 201).
+pub async fn register_device(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    board: &str,
+    serial: &str,
+) -> Registered {
+    use otter_keys::signer::Signer;
+    let dir = tempfile::tempdir().unwrap();
+    let key = otter_keys::signer::FileKey::generate_at(&dir.path().join("device.key")).unwrap();
+    let response = client
+        .post(format!("{base}/api/v1/devices"))
+        .bearer_auth(token)
+        .json(
+            &serde_json::json!({"public_key": hex::encode(key.public_key()),
+            "hardware_id": board, "serial": serial}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: serde_json::Value = response.json().await.unwrap();
+    Registered {
+        id: body["id"].as_str().unwrap().to_owned(),
+        key,
+        dir,
+    }
+}
