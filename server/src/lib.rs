@@ -8,10 +8,13 @@
 //! (escaping untrusted text in logs),
 //! [`tuf`] (metadata signing and the public TUF routes), [`releases`] (publishing),
 //! [`deltas`] (the background differ), [`devices`] (registration, check-in, reports, fleet
-//! view), [`rollouts`] (the staged rollout engine), [`fault`] (crash points for tests).
+//! view), [`rollouts`] (the staged rollout engine), [`anomalies`] (what fleet managers
+//! should look at: unknown images, repeated refusals, rollback storms, bad signatures,
+//! silence), [`fault`] (crash points for tests).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod anomalies;
 pub mod api;
 pub mod app;
 pub mod auth;

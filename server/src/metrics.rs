@@ -41,6 +41,13 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+/// Labels of the anomaly counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// The anomaly's kind (`unknown_image`, `rollback_storm`, ...).
+    pub kind: String,
+}
+
 /// Every metric the server exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -55,6 +62,8 @@ pub struct Metrics {
     pub delta_builds: Family<OutcomeLabels, Counter>,
     /// Seconds spent in the differ per build.
     pub delta_seconds: Histogram,
+    /// Anomalies noticed (new flags and repeats of open ones), by kind.
+    pub anomalies: Family<KindLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -65,6 +74,7 @@ impl Default for Metrics {
         let publishes = Family::<OutcomeLabels, Counter>::default();
         let delta_builds = Family::<OutcomeLabels, Counter>::default();
         let delta_seconds = Histogram::new(exponential_buckets(0.01, 4.0, 10));
+        let anomalies = Family::<KindLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests served", requests.clone());
         registry.register("checkins", "Device check-ins by outcome", checkins.clone());
         registry.register(
@@ -82,6 +92,11 @@ impl Default for Metrics {
             "Time spent building one delta",
             delta_seconds.clone(),
         );
+        registry.register(
+            "anomalies",
+            "Anomalies noticed, by kind (GET /api/v1/anomalies lists the flags)",
+            anomalies.clone(),
+        );
         Self {
             registry,
             requests,
@@ -89,6 +104,7 @@ impl Default for Metrics {
             publishes,
             delta_builds,
             delta_seconds,
+            anomalies,
         }
     }
 }
@@ -99,6 +115,15 @@ impl Metrics {
         family
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one noticed anomaly of `kind`.
+    pub fn anomaly(&self, kind: crate::anomalies::AnomalyKind) {
+        self.anomalies
+            .get_or_create(&KindLabels {
+                kind: kind.as_str().to_owned(),
             })
             .inc();
     }

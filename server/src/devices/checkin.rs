@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::store::{self, CheckInState};
 use super::{assign, verify};
+use crate::anomalies;
 use crate::api::extract::{Json, Path};
 use crate::db::now;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -45,8 +46,16 @@ async fn answer(
     id: &str,
     signed: &Signed<CheckIn>,
 ) -> ApiResult<Signed<Assignment>> {
-    let verified = verify::device_message(state, id, signed).await?;
+    let verified = match verify::device_message(state, id, signed).await {
+        Ok(verified) => verified,
+        Err(ApiError::Unauthorized(why)) => {
+            anomalies::detect::bad_signature(&state.db, &state.metrics, id, &why).await;
+            return Err(ApiError::Unauthorized(why));
+        }
+        Err(e) => return Err(e),
+    };
     let message = verified.message;
+    let image_sha256 = hex::encode(message.image_sha256);
     let status = json!({"slots": message.slots, "last_outcome": message.last_outcome}).to_string();
     let accepted = store::accept(
         state.db.pool(),
@@ -54,7 +63,7 @@ async fn answer(
         verified.counter,
         Some(CheckInState {
             version: message.current_version.to_string(),
-            image_sha256: hex::encode(message.image_sha256),
+            image_sha256: image_sha256.clone(),
             status: &status,
         }),
     )
@@ -63,6 +72,13 @@ async fn answer(
         return Err(ApiError::Conflict(
             "message refused: counter already used (replayed or reordered)".into(),
         ));
+    }
+    let device = &verified.device;
+    if device.image_sha256.as_deref() != Some(image_sha256.as_str()) {
+        let version = message.current_version.to_string();
+        let who = (device.id.as_str(), device.hardware_id.as_str());
+        anomalies::detect::running_image(&state.db, &state.metrics, who, &version, &image_sha256)
+            .await;
     }
     let target = match assign::target_for(&state.db, &verified.device).await? {
         Some(release) => Some(assigned_target(&release)?),

@@ -85,6 +85,11 @@ pub async fn report(
         return Ok((StatusCode::OK, axum::Json(ack)).into_response());
     }
     tracing::info!(device = %untrusted(&id), event_seq, kind = kind(&report.event), "device report");
+    let device = (
+        verified.device.id.as_str(),
+        verified.device.hardware_id.as_str(),
+    );
+    crate::anomalies::detect::reported(&state.db, &state.metrics, device, &report.event).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
