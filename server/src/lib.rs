@@ -10,7 +10,7 @@
 //! [`deltas`] (the background differ), [`devices`] (registration, check-in, reports, fleet
 //! view), [`rollouts`] (the staged rollout engine), [`anomalies`] (what fleet managers
 //! should look at: unknown images, repeated refusals, rollback storms, bad signatures,
-//! silence), [`fault`] (crash points for tests).
+//! silence), [`ui`] (the fleet dashboard), [`fault`] (crash points for tests).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -34,6 +34,7 @@ pub mod rollouts;
 pub mod state;
 pub mod storage;
 pub mod tuf;
+pub mod ui;
 
 pub use app::App;
 pub use config::Config;

@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
     utoipa::Modify::modify(&doc_errors::CommonErrors, &mut openapi);
     let openapi_json = openapi.to_pretty_json().unwrap_or_default();
     routes
+        .merge(crate::ui::routes())
         .route(
             "/api/v1/openapi.json",
             get(move || async move {
