@@ -14,7 +14,7 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use otter_boot::flash::Shared;
@@ -369,4 +369,148 @@ fn an_image_linked_for_the_other_slot_is_not_started() {
     );
     assert!(!run.stdout.contains("app:"), "{}", run.stdout);
     assert_eq!(run.status, NO_BOOT);
+}
+
+/// Boots `image` in slot A with the `measure` bootloader under `-icount shift=0` and returns
+/// the instructions its verification took and its payload length.
+fn verify_instructions(built: &Built, measuring: &Path, image: &[u8]) -> (f64, u64) {
+    let device = Device::new(built, image);
+    let mut cmd = qemu::qemu(measuring);
+    cmd.current_dir(device.dir.path())
+        .args(["-icount", "shift=0"])
+        .args(["-device", &device.loader()]);
+    let run = qemu::run(cmd, QEMU_TIMEOUT, "mcu_boot (measure)");
+    printed(&run, "app: version 1.0.0 in slot A\n");
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("otter-boot: measure: "))
+        .expect("measure line");
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    // calibration instructions, calibration ticks, payload bytes, verify ticks
+    let [cal_insns, cal_ticks, payload_len, verify_ticks] = numbers[..] else {
+        panic!("unexpected measure line: {line}");
+    };
+    assert!(line.contains("payload bytes, ok)"), "{line}");
+    let instructions = verify_ticks as f64 * cal_insns as f64 / cal_ticks as f64;
+    assert!(
+        (1e5..1e9).contains(&instructions),
+        "implausible: {instructions} instructions ({line})"
+    );
+    (instructions, payload_len)
+}
+
+/// Starts `cmd` and returns how long the first stdout line containing `needle` took to
+/// appear (`None` if it never did) and the whole run.
+fn time_to_line(mut cmd: Command, needle: &str) -> (Option<Duration>, Run) {
+    use std::io::BufRead as _;
+    use std::process::Stdio;
+    let started = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start qemu-system-arm");
+    let stdout = child.stdout.take().unwrap();
+    let mut seen = None;
+    let mut text = String::new();
+    // QEMU ends by itself (the application or the bootloader exits); the timeout of the
+    // other runs is not needed for a device already seen to boot.
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if seen.is_none() && line.contains(needle) {
+            seen = Some(started.elapsed());
+        }
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let status = child.wait().unwrap().code();
+    let run = Run {
+        stdout: text,
+        status,
+        elapsed: started.elapsed(),
+    };
+    (seen, run)
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// The figures of the issue note (bootloader/firmware/README.md, "Figures"): instructions
+/// to verify a 256 KiB image, and the wall time from reset to the application's first line
+/// next to QEMU's own start-up. Printed, and checked only for sanity (they vary by host).
+#[test]
+fn figures_for_the_issue_note() {
+    let Some(built) = built() else { return };
+    // A 256 KiB image (the whole slot): the application, then zeros, all signed.
+    let mut payload = built.app_a.clone();
+    let full = flash_map::SLOT_LEN as usize
+        - otter_boot::image::HEADER_LEN
+        - otter_boot::image::SIGNATURE_LEN;
+    payload.resize(full, 0);
+    let image = sign(v(1), &payload);
+    assert_eq!(image.len(), flash_map::SLOT_LEN as usize);
+
+    // Instructions: the `measure` build under -icount shift=0 (1 instruction = 1 ns).
+    let dir = qemu::repo_dir("bootloader/firmware");
+    let mut cmd = qemu::cargo_in(&dir);
+    cmd.env_remove("OTTER_TRUST_ANCHORS")
+        .env("OTTER_DEMO_KEY", "1");
+    let measuring = qemu::build(
+        cmd,
+        &["--features", "measure"],
+        &dir.join("target/measure"),
+        "otter-boot-firmware",
+        "firmware (measure)",
+    );
+    let (full_insns, full_len) = verify_instructions(built, &measuring, &image);
+    assert_eq!(full_len, full as u64);
+    // The application alone, to split the cost into a per-byte and a fixed part.
+    let (small_insns, small_len) =
+        verify_instructions(built, &measuring, &sign(v(1), &built.app_a));
+    let per_byte = (full_insns - small_insns) / (full_len - small_len) as f64;
+    let fixed = small_insns - per_byte * small_len as f64;
+    assert!(per_byte > 0.0 && fixed > 0.0, "{per_byte} {fixed}");
+
+    // Wall time: reset to the application's first line, and QEMU starting a board whose
+    // bootloader finds nothing to boot (start-up plus a few thousand instructions).
+    let runs = 5;
+    let device = Device::new(built, &image);
+    device.boot(); // the first boot writes the first record; time the steady state
+    let app: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let mut cmd = qemu::qemu(&device.firmware);
+            cmd.current_dir(device.dir.path())
+                .args(["-device", &device.loader()]);
+            let (seen, run) = time_to_line(cmd, "app: version");
+            assert_eq!(run.status, HEALTHY, "{}", run.stdout);
+            seen.expect("the application's line")
+        })
+        .collect();
+    let blank = Device::new(built, &[]);
+    let startup: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let mut cmd = qemu::qemu(&blank.firmware);
+            cmd.current_dir(blank.dir.path())
+                .args(["-device", &blank.loader()]);
+            let (seen, run) = time_to_line(cmd, "otter-boot: no boot");
+            assert_eq!(run.status, NO_BOOT, "{}", run.stdout);
+            seen.expect("the bootloader's line")
+        })
+        .collect();
+    qemu::report(&format!(
+        "figures: verify of a 256 KiB image: {:.2} M instructions ({per_byte:.1} per payload \
+         byte + {:.2} M fixed); reset to the app's first line: median {:.1?} of {runs}; QEMU \
+         start-up to an empty board's line: median {:.1?}",
+        full_insns / 1e6,
+        fixed / 1e6,
+        median(app),
+        median(startup)
+    ));
 }

@@ -17,6 +17,8 @@
 #![no_main]
 
 mod jump;
+#[cfg(feature = "measure")]
+mod measure;
 
 use core::cell::RefCell;
 use core::fmt::Display;
@@ -53,6 +55,8 @@ fn run() -> Option<jump::Entry> {
         Ok(boot) => boot,
         Err(e) => return fail("setup", e),
     };
+    #[cfg(feature = "measure")]
+    measure::verify_cost(&mut boot);
     // decide() falls back by itself: a slot or boot-state fault only changes which verified
     // image boots. It fails only when no image verifies. The attempt of a trial is on flash
     // before it returns.
