@@ -248,3 +248,20 @@ fn boots_an_image_signed_with_keys_from_otter_keys_init() {
     assert!(run.stdout.contains("untrusted key"), "{}", run.stdout);
     assert_eq!(run.status, NO_BOOT);
 }
+
+#[test]
+fn does_not_jump_into_a_payload_that_ends_before_the_vector_table() {
+    let Some(elf) = firmware() else { return };
+    // Signed and verified, but 64 bytes: the vector table's place (slot + 0x400) is past it.
+    let a = signed_image(&DEMO_SEED, Version::new(1, 0, 0), 64);
+    let run = boot(elf, &a, &[]);
+    assert!(
+        run.stdout.contains("otter-boot: boot slot A version 1.0.0\n")
+            && run.stdout.contains(
+                "otter-boot: not an application: payload of 64 bytes ends before the vector table at offset 0x400"
+            ),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.status, NO_BOOT);
+}

@@ -21,7 +21,9 @@ pub mod flash_map {
     include!("../flash_map.rs");
 }
 
-/// Trust anchors written by `build.rs` (the DEMO ONLY key unless `OTTER_TRUST_ANCHORS`).
+/// Trust anchors written by `build.rs` (the DEMO ONLY key unless `OTTER_TRUST_ANCHORS`):
+/// `HARDWARE_ID` and `PUBLIC_KEYS`.
+#[allow(missing_docs)] // an `otter-keys trust-bundle` anchors.rs has no doc comments
 pub mod anchors {
     include!(concat!(env!("OUT_DIR"), "/anchors.rs"));
 }
