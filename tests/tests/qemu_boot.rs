@@ -1,170 +1,60 @@
 //! Boots the real bootloader firmware (`bootloader/firmware`, Cortex-M4) in QEMU's
 //! `mps2-an386` with signed images in its simulated flash, and checks the decision it
-//! prints and its exit status.
+//! prints and its exit status. The payloads here are not applications, so after printing
+//! its decision the bootloader refuses to jump (`mcu_boot.rs` boots real applications).
 //!
 //! Needs `qemu-system-arm` and the `thumbv7em-none-eabihf` Rust target. Without them each
 //! test prints `skipped: <reason>` and passes, unless `OTTER_REQUIRE_ALL=1`, where a
 //! missing tool fails the test.
 
-use std::io::Write as _;
+mod qemu;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ed25519_dalek::{Signer as _, SigningKey};
-use otter_boot::image::{self, HardwareId, Header, Version};
-use otter_boot::trust::TrustedKey;
-use sha2::{Digest as _, Sha256};
-
-// DEMO_SEED and DEMO_HARDWARE_ID: the key and board the firmware trusts by default.
-include!("../../bootloader/firmware/demo_key.rs");
-
-/// Where the firmware looks for the slots and the boot state.
-mod flash_map {
-    include!("../../bootloader/firmware/flash_map.rs");
-}
+use otter_boot::image::{self, HardwareId, Version};
+use qemu::{DEMO_HARDWARE_ID, DEMO_SEED, Run, Setup, flash_map, ready};
 
 /// Generous: a run takes well under a second.
 const QEMU_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Writes a line to stderr directly: unlike `println!`, not captured by the test harness,
-/// so the QEMU results show in a plain `cargo test`.
-fn report(line: &str) {
-    let _ = writeln!(std::io::stderr(), "{line}");
-}
-
-/// Why the tests cannot run here, or the firmware ELF.
-enum Setup {
-    Ready(PathBuf),
-    Missing(String),
-}
+/// The bootloader's exit status when it starts nothing.
+const NO_BOOT: Option<i32> = Some(1);
 
 /// Builds the firmware (with the DEMO ONLY anchors) once for all tests in this file.
 fn firmware() -> Option<&'static Path> {
-    static SETUP: OnceLock<Setup> = OnceLock::new();
-    ready(SETUP.get_or_init(|| setup(None)))
-}
-
-/// Passes a built firmware on, or reports why the tools are missing.
-fn ready(setup: &Setup) -> Option<&Path> {
-    match setup {
-        Setup::Ready(elf) => Some(elf),
-        Setup::Missing(reason) => {
-            assert!(
-                std::env::var("OTTER_REQUIRE_ALL").as_deref() != Ok("1"),
-                "OTTER_REQUIRE_ALL=1 but {reason}"
-            );
-            report(&format!("skipped: {reason}"));
-            None
-        }
-    }
+    static SETUP: OnceLock<Setup<PathBuf>> = OnceLock::new();
+    ready(SETUP.get_or_init(|| setup(None))).map(PathBuf::as_path)
 }
 
 /// Checks for the tools, then builds the firmware (a failed build fails the test). With
 /// `anchors`, the build trusts that file (`OTTER_TRUST_ANCHORS`) and goes to its own target
 /// directory, so it never replaces the demo build other tests boot.
-fn setup(anchors: Option<&Path>) -> Setup {
-    if !Command::new("qemu-system-arm")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        return Setup::Missing(
-            "qemu-system-arm not found (apt-get install qemu-system-arm)".into(),
-        );
-    }
-    if let Some(reason) = target_missing() {
+fn setup(anchors: Option<&Path>) -> Setup<PathBuf> {
+    if let Some(reason) = qemu::tools_missing() {
         return Setup::Missing(reason);
     }
-
-    // The firmware is its own cargo workspace with its own target dir, so this does not
-    // wait on the outer cargo's lock. Its .cargo/config.toml (target, linker script) is
-    // found from the working directory; variables that would override it are dropped.
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bootloader/firmware");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let started = Instant::now();
-    let target = match anchors {
-        Some(_) => dir.join("target/trust-bundle"),
-        None => dir.join("target"),
+    let Some(path) = anchors else {
+        return Setup::Ready(qemu::build_demo_firmware());
     };
-    let mut build = Command::new(cargo);
-    build
-        .current_dir(&dir)
-        .args(["build", "--release", "--target-dir"])
-        .arg(&target);
-    match anchors {
-        Some(path) => build
-            .env("OTTER_TRUST_ANCHORS", path)
-            .env_remove("OTTER_DEMO_KEY"),
-        // A release build trusts the DEMO ONLY key only when asked to.
-        None => build
-            .env_remove("OTTER_TRUST_ANCHORS")
-            .env("OTTER_DEMO_KEY", "1"),
-    };
-    let out = build
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_BUILD_RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET")
-        .output()
-        .expect("run cargo");
-    assert!(
-        out.status.success(),
-        "firmware build failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    report(&format!(
-        "qemu_boot: firmware built in {:.1?}",
-        started.elapsed()
-    ));
-    Setup::Ready(target.join("thumbv7em-none-eabihf/release/otter-boot-firmware"))
-}
-
-/// Why the firmware cannot be built here (the Rust target is missing), if it cannot.
-fn target_missing() -> Option<String> {
-    let installed = Command::new("rustc")
-        .args([
-            "--print",
-            "target-libdir",
-            "--target",
-            "thumbv7em-none-eabihf",
-        ])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .is_some_and(|o| Path::new(String::from_utf8_lossy(&o.stdout).trim()).is_dir());
-    (!installed).then(|| {
-        "Rust target thumbv7em-none-eabihf not installed (rustup target add thumbv7em-none-eabihf)"
-            .to_owned()
-    })
+    let dir = qemu::repo_dir("bootloader/firmware");
+    let mut cmd = qemu::cargo_in(&dir);
+    cmd.env("OTTER_TRUST_ANCHORS", path)
+        .env_remove("OTTER_DEMO_KEY");
+    Setup::Ready(qemu::build(
+        cmd,
+        &[],
+        &dir.join("target/trust-bundle"),
+        "otter-boot-firmware",
+        "firmware (trust bundle)",
+    ))
 }
 
 /// A signed image: `payload_len` bytes of pseudo-firmware at `version`, signed by `seed`.
 fn signed_image(seed: &[u8; 32], version: Version, payload_len: u32) -> Vec<u8> {
-    let key = SigningKey::from_bytes(seed);
     let payload: Vec<u8> = (0..payload_len).map(|i| (i * 31 + 7) as u8).collect();
-    let payload_sha256: [u8; 32] = Sha256::digest(&payload).into();
-    let header = Header {
-        flags: 0,
-        hardware_id: HardwareId::new(DEMO_HARDWARE_ID).unwrap(),
-        version,
-        security_counter: 1,
-        payload_len,
-        key_id: TrustedKey::new(key.verifying_key().to_bytes()).id,
-        payload_sha256,
-    };
-    let message = image::signed_message(&header.encode(), &payload_sha256);
-    let signature = key.sign(&message).to_bytes();
-    let mut buf = vec![0u8; header.image_len().unwrap() as usize];
-    image::encode_image(&header, &payload, &signature, &mut buf).unwrap();
-    buf
-}
-
-/// What the firmware printed and its exit code.
-struct Run {
-    stdout: String,
-    status: Option<i32>,
+    qemu::sign(seed, version, &payload)
 }
 
 /// Boots the firmware with these slot contents (erased flash after them) and an erased
@@ -191,66 +81,40 @@ fn boot_with_state(elf: &Path, slot_a: &[u8], slot_b: &[u8], state: &[u8]) -> Ru
         region("slot_b.bin", slot_b, SLOT_B, SLOT_LEN),
         region("state.bin", state, STATE, STATE_LEN),
     ];
-    let mut cmd = Command::new("qemu-system-arm");
-    cmd.args(["-M", "mps2-an386", "-nographic"])
-        .args(["-semihosting-config", "enable=on,target=native"])
-        .arg("-kernel")
-        .arg(elf);
+    // No otter-flash.bin in QEMU's working directory: the flash lasts this run only.
+    let mut cmd = qemu::qemu(elf);
+    cmd.current_dir(dir.path());
     for loader in &loaders {
         cmd.args(["-device", loader]);
     }
-    let started = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start qemu-system-arm");
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > QEMU_TIMEOUT {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "QEMU timed out after {QEMU_TIMEOUT:?}; output:\n{}",
-                String::from_utf8_lossy(&out.stdout)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    let run = Run {
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        status: out.status.code(),
-    };
-    report(&format!(
-        "qemu_boot: exit {:?} after {:.2?}: {}{}",
-        run.status,
-        started.elapsed(),
-        run.stdout.trim(),
-        String::from_utf8_lossy(&out.stderr).trim()
-    ));
-    run
+    qemu::run(cmd, QEMU_TIMEOUT, "qemu_boot")
+}
+
+/// After its decision, the bootloader refused to jump into a payload that is no application
+/// (pseudo-firmware has no stack pointer in RAM) and exited.
+fn assert_not_started(run: &Run) {
+    assert!(
+        run.stdout
+            .contains("otter-boot: not an application: initial stack pointer"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.status, NO_BOOT);
 }
 
 #[test]
 fn release_build_refuses_the_demo_key_unless_asked_for() {
-    if let Some(reason) = target_missing() {
-        ready(&Setup::Missing(reason));
+    if let Some(reason) = qemu::target_missing() {
+        ready(&Setup::<()>::Missing(reason));
         return;
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bootloader/firmware");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    // `check` runs the build script like `build` does, without linking the firmware.
+    let dir = qemu::repo_dir("bootloader/firmware");
+    // `check` runs the build scripts like `build` does, without linking the firmware.
     let check = |demo_opt_in: Option<&str>| {
-        let mut cmd = Command::new(&cargo);
-        cmd.current_dir(&dir)
-            .args(["check", "--release", "--target-dir"])
+        let mut cmd = qemu::cargo_in(&dir);
+        cmd.args(["check", "--release", "--target-dir"])
             .arg(dir.join("target/demo-key-check"))
-            .env_remove("OTTER_TRUST_ANCHORS")
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env_remove("CARGO_BUILD_RUSTFLAGS")
-            .env_remove("CARGO_BUILD_TARGET");
+            .env_remove("OTTER_TRUST_ANCHORS");
         match demo_opt_in {
             Some(v) => cmd.env("OTTER_DEMO_KEY", v),
             None => cmd.env_remove("OTTER_DEMO_KEY"),
@@ -287,7 +151,7 @@ fn boots_a_valid_image_in_slot_a() {
         "{}",
         run.stdout
     );
-    assert_eq!(run.status, Some(0));
+    assert_not_started(&run);
 }
 
 #[test]
@@ -303,7 +167,7 @@ fn falls_back_to_slot_b_when_slot_a_is_corrupted() {
         "{}",
         run.stdout
     );
-    assert_eq!(run.status, Some(0));
+    assert_not_started(&run);
 }
 
 #[test]
@@ -325,7 +189,7 @@ fn boots_the_best_verified_image_and_reports_a_corrupt_boot_state() {
         "{}",
         run.stdout
     );
-    assert_eq!(run.status, Some(0));
+    assert_not_started(&run);
 }
 
 #[test]
@@ -341,7 +205,7 @@ fn refuses_images_signed_by_an_untrusted_key() {
         "{}",
         run.stdout
     );
-    assert_eq!(run.status, Some(1));
+    assert_eq!(run.status, NO_BOOT);
 }
 
 #[test]
@@ -376,11 +240,28 @@ fn boots_an_image_signed_with_keys_from_otter_keys_init() {
         "{}",
         run.stdout
     );
-    assert_eq!(run.status, Some(0));
+    assert_not_started(&run);
 
     // The demo key is no longer trusted by this build.
     let demo_image = signed_image(&DEMO_SEED, Version::new(1, 0, 0), 4 * 1024);
     let run = boot(elf, &demo_image, &[]);
     assert!(run.stdout.contains("untrusted key"), "{}", run.stdout);
-    assert_eq!(run.status, Some(1));
+    assert_eq!(run.status, NO_BOOT);
+}
+
+#[test]
+fn does_not_jump_into_a_payload_that_ends_before_the_vector_table() {
+    let Some(elf) = firmware() else { return };
+    // Signed and verified, but 64 bytes: the vector table's place (slot + 0x400) is past it.
+    let a = signed_image(&DEMO_SEED, Version::new(1, 0, 0), 64);
+    let run = boot(elf, &a, &[]);
+    assert!(
+        run.stdout.contains("otter-boot: boot slot A version 1.0.0\n")
+            && run.stdout.contains(
+                "otter-boot: not an application: payload of 64 bytes ends before the vector table at offset 0x400"
+            ),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.status, NO_BOOT);
 }
