@@ -175,6 +175,7 @@ impl App {
         vec![
             crate::tuf::spawn_refresher(self.state.clone(), shutdown.clone()),
             crate::deltas::spawn_worker(self.state.clone(), shutdown.clone()),
+            crate::rollouts::ticker::spawn(self.state.clone(), shutdown.clone()),
         ]
     }
 }

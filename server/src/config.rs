@@ -85,6 +85,10 @@ pub struct ConfigArgs {
     /// Largest accepted difference between a device's clock and ours [default: 10m].
     #[arg(long, env = "OTTER_MAX_CLOCK_SKEW", value_name = "DURATION")]
     pub max_clock_skew: Option<String>,
+    /// How often running rollouts are evaluated for soak times and device timeouts
+    /// [default: 10s].
+    #[arg(long, env = "OTTER_ROLLOUT_TICK", value_name = "DURATION")]
+    pub rollout_tick: Option<String>,
     /// Time from a connection's start, or the end of its previous response, to a complete
     /// request head; also how long an idle keep-alive connection stays open [default: 20s].
     #[arg(long, env = "OTTER_HEADER_READ_TIMEOUT", value_name = "DURATION")]
@@ -139,6 +143,7 @@ struct FileConfig {
     targets_expiry: Option<String>,
     assignment_ttl: Option<String>,
     max_clock_skew: Option<String>,
+    rollout_tick: Option<String>,
     header_read_timeout: Option<String>,
     body_timeout: Option<String>,
     body_min_rate: Option<String>,
@@ -189,6 +194,8 @@ pub struct Config {
     pub assignment_ttl: Duration,
     /// Device clock tolerance.
     pub max_clock_skew: Duration,
+    /// Period of the rollout ticker (tests may set it below a second directly).
+    pub rollout_tick: Duration,
     /// Timeouts and connection limits of the listener.
     pub serve: ServeLimits,
 }
@@ -330,6 +337,11 @@ impl Config {
                 "max_clock_skew",
                 pick(args.max_clock_skew.clone(), file.max_clock_skew),
                 "10m",
+            )?,
+            rollout_tick: duration(
+                "rollout_tick",
+                pick(args.rollout_tick.clone(), file.rollout_tick),
+                "10s",
             )?,
             serve,
             data_dir,

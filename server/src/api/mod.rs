@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::releases::routes())
         .merge(crate::deltas::routes())
         .merge(crate::devices::routes())
+        .merge(crate::rollouts::routes::routes())
         .split_for_parts();
     utoipa::Modify::modify(&doc_errors::CommonErrors, &mut openapi);
     let openapi_json = openapi.to_pretty_json().unwrap_or_default();
