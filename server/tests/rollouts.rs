@@ -846,3 +846,34 @@ async fn the_rate_limit_holds_under_concurrent_checkins() {
         s.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_member_of_an_aborted_rollout_does_not_fall_back_to_an_older_one() {
+    for kind in databases() {
+        let s = TestServer::start(kind).await;
+        let fleet = s.token(&[Scope::Fleet]).await;
+        let v2 = insert_release(&s, BOARD, "2.0.0", &"22".repeat(32)).await;
+        let v3 = insert_release(&s, BOARD, "3.0.0", &"33".repeat(32)).await;
+        let mut d = ProtocolDevice::register(&s, BOARD, "SN-AB").await;
+        started(&s, &fleet, create_body(&v2, &[("100%", "1h")]), "100%").await;
+        assert_eq!(d.assigned_version(&s).await.as_deref(), Some("2.0.0"));
+        post(
+            &s,
+            &fleet,
+            &format!("/api/v1/devices/{}/tags", d.id),
+            &json!({"tags": ["t"]}),
+        )
+        .await;
+        let mut body = create_body(&v3, &[("100%", "1h")]);
+        body["cohort"] = json!({"tags": ["t"]});
+        let newer = started(&s, &fleet, body, "100%").await;
+        assert_eq!(
+            d.assigned_version(&s).await.as_deref(),
+            Some("3.0.0"),
+            "the newer rollout first"
+        );
+        s.rollout_command(&fleet, &newer, "abort").await;
+        assert_eq!(d.assigned_version(&s).await, None, "it keeps what it runs");
+        s.stop().await;
+    }
+}
