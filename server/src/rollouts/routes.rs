@@ -728,7 +728,7 @@ pub async fn put_policy(
 /// state machine does not allow is a 409 saying why.
 #[utoipa::path(post, path = "/api/v1/rollouts/{id}/{action}", tag = "rollouts", security(("bearer" = [])),
     params(("id" = String, Path, description = "Rollout id"),
-           ("action" = Action, Path, description = "start, pause, resume, advance or abort")),
+           ("action" = inline(Action), Path, description = "start, pause, resume, advance or abort")),
     request_body = CommandRequest,
     responses((status = 200, body = RolloutDetail), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
