@@ -877,3 +877,22 @@ async fn a_member_of_an_aborted_rollout_does_not_fall_back_to_an_older_one() {
         s.stop().await;
     }
 }
+
+#[tokio::test]
+async fn an_expired_policy_is_refused() {
+    for kind in databases() {
+        let s = TestServer::start(kind).await;
+        let fleet = s.token(&[Scope::Fleet]).await;
+        let release = insert_release(&s, BOARD, "2.0.0", &"22".repeat(32)).await;
+        let mut policy = s.sign_policy("rol_old", &release, "100%").await.message;
+        policy.expires = common::unix_now() - 1;
+        let key = s.keyset().rollout_keys().unwrap().remove(0);
+        let expired = otter_keys::wire::Signed::sign(policy, &key).unwrap();
+        let mut body = create_body(&release, &[("100%", "0s")]);
+        body["policy"] = serde_json::to_value(expired).unwrap();
+        let r = post(&s, &fleet, "/api/v1/rollouts", &body).await;
+        let m = expect_error(r, 422, "unprocessable").await;
+        assert!(m.contains("expired"), "{m}");
+        s.stop().await;
+    }
+}
