@@ -176,6 +176,7 @@ impl App {
             crate::tuf::spawn_refresher(self.state.clone(), shutdown.clone()),
             crate::deltas::spawn_worker(self.state.clone(), shutdown.clone()),
             crate::anomalies::spawn_sweeper(self.state.clone(), shutdown.clone()),
+            crate::rollouts::ticker::spawn(self.state.clone(), shutdown.clone()),
         ]
     }
 }

@@ -89,6 +89,10 @@ pub struct ConfigArgs {
     /// default check-in intervals [default: 3h].
     #[arg(long, env = "OTTER_SILENT_AFTER", value_name = "DURATION")]
     pub silent_after: Option<String>,
+    /// How often running rollouts are evaluated for soak times and device timeouts
+    /// [default: 10s].
+    #[arg(long, env = "OTTER_ROLLOUT_TICK", value_name = "DURATION")]
+    pub rollout_tick: Option<String>,
     /// Time from a connection's start, or the end of its previous response, to a complete
     /// request head; also how long an idle keep-alive connection stays open [default: 20s].
     #[arg(long, env = "OTTER_HEADER_READ_TIMEOUT", value_name = "DURATION")]
@@ -144,6 +148,7 @@ struct FileConfig {
     assignment_ttl: Option<String>,
     max_clock_skew: Option<String>,
     silent_after: Option<String>,
+    rollout_tick: Option<String>,
     header_read_timeout: Option<String>,
     body_timeout: Option<String>,
     body_min_rate: Option<String>,
@@ -196,6 +201,8 @@ pub struct Config {
     pub max_clock_skew: Duration,
     /// Silence after which a device is flagged.
     pub silent_after: Duration,
+    /// Period of the rollout ticker (tests may set it below a second directly).
+    pub rollout_tick: Duration,
     /// Timeouts and connection limits of the listener.
     pub serve: ServeLimits,
 }
@@ -342,6 +349,11 @@ impl Config {
                 "silent_after",
                 pick(args.silent_after.clone(), file.silent_after),
                 "3h",
+            )?,
+            rollout_tick: duration(
+                "rollout_tick",
+                pick(args.rollout_tick.clone(), file.rollout_tick),
+                "10s",
             )?,
             serve,
             data_dir,

@@ -46,6 +46,9 @@ pub struct ServerKeys {
     pub director: Arc<dyn Signer>,
     /// Vendor firmware public keys that published images must be signed with.
     pub firmware: Vec<TrustedKey>,
+    /// Fleet manager rollout public keys (`rollout-N.pub`) that uploaded rollout policies
+    /// must be signed with; their private keys stay offline.
+    pub rollout: Vec<[u8; 32]>,
     /// Whether these are development keys the server made itself.
     pub development: bool,
 }
@@ -55,6 +58,7 @@ impl std::fmt::Debug for ServerKeys {
         f.debug_struct("ServerKeys")
             .field("dir", &self.dir)
             .field("firmware_keys", &self.firmware.len())
+            .field("rollout_keys", &self.rollout.len())
             .field("development", &self.development)
             .finish_non_exhaustive()
     }
@@ -97,6 +101,7 @@ impl ServerKeys {
                 .into_iter()
                 .map(TrustedKey::new)
                 .collect(),
+            rollout: set.rollout_public_keys().map_err(keyset_err)?,
             development,
         })
     }

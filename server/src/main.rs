@@ -10,6 +10,7 @@ use otter_server::{App, app};
 use tokio_util::sync::CancellationToken;
 
 mod client;
+mod rollout_client;
 
 /// Otter update server: TUF repository, releases with deltas, device check-in.
 #[derive(Parser)]
@@ -45,6 +46,13 @@ enum Command {
         /// Return right after the upload instead of waiting for the delta builds.
         #[arg(long)]
         no_wait: bool,
+    },
+    /// Stage a release with a rollout: create, list, show (--watch), start, pause, resume,
+    /// advance, abort, and upload its signed policy. A thin client of a running server's
+    /// API (scope `fleet`).
+    Rollout {
+        #[command(subcommand)]
+        command: rollout_client::RolloutCommand,
     },
     /// Internal: one diff in its own process, under resource limits (see `deltas::child`).
     #[command(hide = true)]
@@ -110,6 +118,7 @@ async fn main() -> ExitCode {
             token,
             no_wait,
         } => client::publish(&server, &token, &image, !no_wait).await,
+        Command::Rollout { command } => rollout_client::run(command).await,
         Command::DeltaChild {
             memory_limit,
             cpu_seconds,

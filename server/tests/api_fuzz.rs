@@ -1,7 +1,7 @@
 //! API fuzzing (issue 10): schemathesis generates requests from the OpenAPI document the
 //! real `otter-server` binary serves and sends them, with an admin token, to a server that
 //! holds real data (two releases and their delta job, a provisioned device that has checked
-//! in). Every answer must conform to the document: no 5xx, only documented statuses, the
+//! in, a running rollout). Every answer must conform to the document: no 5xx, only documented statuses, the
 //! documented content types, headers and body schemas.
 //!
 //! schemathesis comes from PyPI (`.ci/run` installs the pinned version). Without it the
@@ -151,7 +151,7 @@ fn fuzz(dir: &Path, url: &str, token: &str, run: &Run) -> HashMap<String, Tested
 
 /// The real names the seeded server knows, by the path parameter they fill.
 struct Seeded {
-    /// Release, delta job and device ids (`{id}`).
+    /// Release, delta job, device and rollout ids (`{id}`).
     ids: Vec<String>,
     /// TUF metadata files (`{file}`).
     metadata: Vec<String>,
@@ -316,12 +316,23 @@ fn fuzzed_requests_get_only_documented_answers_and_never_a_5xx() {
     assert!(delta.is_object(), "no delta: {second}");
     let device_key = FileKey::generate_at(&dir.path().join("device.key")).unwrap();
     let device = block_on(provision_and_check_in(&url, &token, &device_key));
+    // A running rollout of the second release, so the rollout routes find one.
+    let keys = KeySet::open(&dir.path().join("otter-data/dev-keys")).unwrap();
+    let rollout = block_on(common::roll_out_at(
+        &reqwest::Client::new(),
+        &url,
+        &token,
+        &keys,
+        &text(&second["id"]),
+        "1h",
+    ));
     let seeded = Seeded {
         ids: vec![
             text(&first["id"]),
             text(&second["id"]),
             text(&second["delta_job"]["id"]),
             device,
+            rollout,
         ],
         metadata: [
             "timestamp.json",

@@ -229,6 +229,9 @@ async fn kill_9_at_the_worst_moments_loses_nothing_and_leaves_tuf_consistent() {
         .unwrap()
         .public_key();
     let mut device = Device::register(&http, &s.url, &admin).await;
+    let keys = KeySet::open(&data.join("dev-keys")).unwrap();
+    let v1_id = common::release_id_at(&http, &s.url, &admin, BOARD, "1.0.0").await;
+    let first = common::roll_out_at(&http, &s.url, &admin, &keys, &v1_id, "1h").await;
     assert_assigned_is_signed(&http, &s, &mut device, &director, "1.0.0").await;
 
     // 2. Killed during an upload: the partial file is gone after the restart.
@@ -288,6 +291,9 @@ async fn kill_9_at_the_worst_moments_loses_nothing_and_leaves_tuf_consistent() {
     let listed = signed_targets(&http, &s).await;
     let delta = format!("deltas/{BOARD}/1.0.0_1.1.0.patch");
     assert!(listed.get(&delta).is_some(), "{listed}");
+    common::rollout_command_at(&http, &s.url, &admin, &first, "abort").await;
+    let v2_id = common::release_id_at(&http, &s.url, &admin, BOARD, "1.1.0").await;
+    common::roll_out_at(&http, &s.url, &admin, &keys, &v2_id, "1h").await;
     assert_assigned_is_signed(&http, &s, &mut device, &director, "1.1.0").await;
     python_tuf_loads(
         &s,
@@ -372,11 +378,36 @@ async fn the_director_assigns_only_releases_that_signed_tuf_lists() {
     .await
     .unwrap();
     let mut device = Device::register(&http, &base, &admin).await;
-    let director = KeySet::open(&dir.path().join("dev-keys"))
-        .unwrap()
-        .role_key(Role::Director)
-        .unwrap()
-        .public_key();
+    let keys = KeySet::open(&dir.path().join("dev-keys")).unwrap();
+    let director = keys.role_key(Role::Director).unwrap().public_key();
+    // 1.0.0 is rolled out to the whole board, then the unsigned 2.0.0 to the devices
+    // tagged "next" (this one): the newer rollout is passed over while TUF does not list
+    // its release.
+    let old_id = common::release_id_at(&http, &base, &admin, BOARD, "1.0.0").await;
+    common::roll_out_at(&http, &base, &admin, &keys, &old_id, "1h").await;
+    let tagged = http
+        .post(format!("{base}/api/v1/devices/{}/tags", device.id))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"tags": ["next"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tagged.status(), 200);
+    let release = common::release_at(&http, &base, &admin, "rel_unsigned").await;
+    let policy = common::sign_policy(&keys, "rol_next", &release, "100%");
+    let created = http
+        .post(format!("{base}/api/v1/rollouts"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({
+            "release_id": "rel_unsigned", "cohort": {"tags": ["next"]},
+            "stages": [{"percent": "100%", "soak": "1h"}],
+            "failure_threshold": {"max": "10%", "min_devices": 10},
+            "device_timeout": "24h", "policy": policy}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    common::rollout_command_at(&http, &base, &admin, "rol_next", "start").await;
     let assigned = device.checkin(&http, &base, &director).await.unwrap();
     assert_eq!(
         assigned.version.to_string(),

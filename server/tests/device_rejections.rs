@@ -1,6 +1,7 @@
 //! No endless rollback loop: a release a device rolled back, or whose trial failed its
-//! health check, is not assigned to that device again; a newer release still is; an
-//! operator's retry makes the rejected one assignable again.
+//! health check, is not assigned to that device again (the director passes its rollout
+//! over, to the release of an older rollout the device is a member of); a newer rollout's
+//! release still is; an operator's retry makes the rejected one assignable again.
 
 mod common;
 
@@ -97,7 +98,11 @@ async fn retry(s: &TestServer, token: &str, device: &str) -> reqwest::Response {
 #[tokio::test]
 async fn a_rolled_back_or_failed_release_is_not_reassigned_until_an_operator_retries() {
     for kind in databases() {
-        let s = TestServer::start(kind).await;
+        // Rollouts complete only on the devices' reports here, never by the ticker.
+        let s = TestServer::start_with(kind, |c| {
+            c.rollout_tick = std::time::Duration::from_secs(3600);
+        })
+        .await;
         let publisher = s.token(&[Scope::Publish]).await;
         let provision = s.token(&[Scope::Provision]).await;
         let fleet = s.token(&[Scope::Fleet]).await;
@@ -105,6 +110,21 @@ async fn a_rolled_back_or_failed_release_is_not_reassigned_until_an_operator_ret
         publish(&s, &publisher, "1.0.0").await;
         publish(&s, &publisher, "1.1.0").await;
         let mut device = Device::register(&s, &provision).await;
+        // 1.0.0 is rolled out and the device vouches for it: that rollout completes, the
+        // device stays its member (1.0.0 is what it falls back to).
+        s.roll_out_soaked(&s.release_id("board-r", "1.0.0").await, "0s")
+            .await;
+        assert_eq!(device.assigned(&s).await.as_deref(), Some("1.0.0"));
+        device
+            .report(
+                &s,
+                Event::Healthy {
+                    version: v("1.0.0"),
+                },
+            )
+            .await;
+        s.roll_out_soaked(&s.release_id("board-r", "1.1.0").await, "0s")
+            .await;
         assert_eq!(device.assigned(&s).await.as_deref(), Some("1.1.0"));
 
         // 1.1.0 is installed, boots on trial and is rolled back: the previous release now.
@@ -124,6 +144,13 @@ async fn a_rolled_back_or_failed_release_is_not_reassigned_until_an_operator_ret
 
         // A newer release is still offered; its failed health check rejects it too.
         publish(&s, &publisher, "1.2.0").await;
+        assert_eq!(
+            device.assigned(&s).await.as_deref(),
+            Some("1.0.0"),
+            "1.2.0 is not rolled out"
+        );
+        s.roll_out_soaked(&s.release_id("board-r", "1.2.0").await, "0s")
+            .await;
         assert_eq!(device.assigned(&s).await.as_deref(), Some("1.2.0"));
         device
             .report(

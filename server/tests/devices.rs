@@ -217,7 +217,7 @@ async fn registration_needs_the_provision_scope_and_unique_identity() {
 }
 
 #[tokio::test]
-async fn checkin_is_answered_with_a_signed_assignment_of_the_newest_release() {
+async fn checkin_is_answered_with_a_signed_assignment_of_the_rolled_out_release() {
     for kind in databases() {
         let s = TestServer::start(kind).await;
         let provision = s.token(&[Scope::Provision]).await;
@@ -240,14 +240,26 @@ async fn checkin_is_answered_with_a_signed_assignment_of_the_newest_release() {
         // The director assigns only what the signed TUF targets list.
         s.state.tuf.targets_changed().await.unwrap();
 
+        // Published is not rolled out: no newest-wins, the device keeps its version.
         let signed = Signed::sign(checkin(&device.id, 2, now()), &device.key).unwrap();
         let answer: Signed<Assignment> = post_checkin(&s, &device.id, &signed)
             .await
             .json()
             .await
             .unwrap();
+        let assignment = answer.verify(&director, &device.id, 2, now()).unwrap();
+        assert_eq!(assignment.target, None);
+
+        // A rollout of 1.10.0 to the whole board assigns it.
+        s.roll_out(&s.release_id("acme-1", "1.10.0").await).await;
+        let signed = Signed::sign(checkin(&device.id, 3, now()), &device.key).unwrap();
+        let answer: Signed<Assignment> = post_checkin(&s, &device.id, &signed)
+            .await
+            .json()
+            .await
+            .unwrap();
         let target = answer
-            .verify(&director, &device.id, 2, now())
+            .verify(&director, &device.id, 3, now())
             .unwrap()
             .target
             .clone()
@@ -257,8 +269,8 @@ async fn checkin_is_answered_with_a_signed_assignment_of_the_newest_release() {
         assert_eq!(target.sha256, [0x22; 32]);
         assert_eq!(target.length, 4096);
         // The answer is bound to this check-in: another device or counter refuses it.
-        assert!(answer.verify(&director, "dev_other", 2, now()).is_err());
-        assert!(answer.verify(&director, &device.id, 3, now()).is_err());
+        assert!(answer.verify(&director, "dev_other", 3, now()).is_err());
+        assert!(answer.verify(&director, &device.id, 4, now()).is_err());
 
         // The fleet sees what the device reported.
         let fleet = s.token(&[Scope::Fleet]).await;

@@ -87,7 +87,7 @@ pub async fn acknowledge(
             note.len()
         )));
     }
-    match store::acknowledge(&state.db, &id, &caller.token_id, &note, now()).await? {
+    match store::acknowledge(&state.db, &id, &caller.label, &note, now()).await? {
         Acknowledged::Now(flag) => Ok(axum::Json(flag)),
         Acknowledged::Already(flag) => Err(ApiError::Conflict(format!(
             "flag {id} was already acknowledged by {} at {}",

@@ -26,7 +26,7 @@ pub struct Flag {
     pub first_at: i64,
     /// Last noticed (Unix seconds).
     pub last_at: i64,
-    /// Who acknowledged it (a token id); null while open.
+    /// Who acknowledged it (the token's label); null while open.
     pub acknowledged_by: Option<String>,
     /// When (Unix seconds).
     pub acknowledged_at: Option<i64>,

@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::deltas::routes())
         .merge(crate::devices::routes())
         .merge(crate::anomalies::routes())
+        .merge(crate::rollouts::routes::routes())
         .split_for_parts();
     utoipa::Modify::modify(&doc_errors::CommonErrors, &mut openapi);
     let openapi_json = openapi.to_pretty_json().unwrap_or_default();

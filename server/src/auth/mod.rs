@@ -18,6 +18,8 @@ use crate::state::AppState;
 pub struct Caller {
     /// The token's id (for logs and audit; never the secret).
     pub token_id: String,
+    /// The token's label: who acts, as recorded in rollout timelines.
+    pub label: String,
     scopes: Vec<Scope>,
 }
 
@@ -46,7 +48,11 @@ impl FromRequestParts<AppState> for Caller {
             ApiError::Unauthorized("expected `Authorization: Bearer <token>`".into())
         })?;
         match token::check(&state.db, presented).await? {
-            Some((token_id, scopes)) => Ok(Self { token_id, scopes }),
+            Some(checked) => Ok(Self {
+                token_id: checked.id,
+                label: checked.label,
+                scopes: checked.scopes,
+            }),
             None => Err(ApiError::Unauthorized("unknown or revoked token".into())),
         }
     }

@@ -73,25 +73,41 @@ pub async fn has_admin(db: &Db) -> Result<bool, sqlx::Error> {
         .any(|(stored,)| scope::split(stored).contains(&Scope::Admin)))
 }
 
-/// The scopes of a presented token, or `None` if it is unknown, revoked or wrong.
-pub async fn check(db: &Db, presented: &str) -> Result<Option<(String, Vec<Scope>)>, sqlx::Error> {
+/// A live token as presented: its id, label and scopes.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    /// Token id.
+    pub id: String,
+    /// Its label (who it was made for: the operator named in rollout timelines).
+    pub label: String,
+    /// Its scopes.
+    pub scopes: Vec<Scope>,
+}
+
+/// The presented token, or `None` if it is unknown, revoked or wrong.
+pub async fn check(db: &Db, presented: &str) -> Result<Option<Checked>, sqlx::Error> {
     let Some((id, secret)) = presented.split_once('.') else {
         return Ok(None);
     };
-    let row: Option<(String, String)> = sqlx::query_as(
-        "SELECT secret_sha256, scopes FROM tokens WHERE id = $1 AND revoked_at IS NULL",
+    let row: Option<(String, String, String)> = sqlx::query_as(
+        "SELECT secret_sha256, scopes, label FROM tokens WHERE id = $1 AND revoked_at IS NULL",
     )
     .bind(id)
     .fetch_optional(db.pool())
     .await?;
     // Hash even when the id is unknown, so both paths cost the same.
     let presented_hash = hash(secret);
-    let (stored_hash, scopes) = row.unwrap_or_else(|| (String::new(), String::new()));
+    let (stored_hash, scopes, label) =
+        row.unwrap_or_else(|| (String::new(), String::new(), String::new()));
     let equal: bool = presented_hash
         .as_bytes()
         .ct_eq(stored_hash.as_bytes())
         .into();
-    Ok(equal.then(|| (id.to_owned(), scope::split(&scopes))))
+    Ok(equal.then(|| Checked {
+        id: id.to_owned(),
+        label,
+        scopes: scope::split(&scopes),
+    }))
 }
 
 fn hash(secret: &str) -> String {

@@ -80,8 +80,11 @@ async fn answer(
         anomalies::detect::running_image(&state.db, &state.metrics, who, &version, &image_sha256)
             .await;
     }
-    let target = match assign::target_for(&state.db, &verified.device).await? {
-        Some(release) => Some(assigned_target(&release)?),
+    let directed = assign::direct(&state.db, &verified.device, jiff::Timestamp::now()).await?;
+    let target = match &directed {
+        // rollout policy: set when the wire change lands (`policy: Some(d.policy.clone())`
+        // in the AssignedTarget built from `d.release`).
+        Some(d) => Some(assigned_target(&d.release)?),
         None => None,
     };
     let ttl = state.config.assignment_ttl.as_secs();

@@ -88,6 +88,8 @@ pub struct DeviceDetail {
     /// The device.
     #[serde(flatten)]
     pub device: DeviceView,
+    /// Its tags, sorted.
+    pub tags: Vec<String>,
     /// Newest events first (at most 200).
     pub timeline: Vec<TimelineEntry>,
 }
@@ -147,8 +149,10 @@ pub async fn show(
     .bind(&id)
     .fetch_all(state.db.pool())
     .await?;
+    let tags = super::tags::of(&state.db, &id).await?.into_iter().collect();
     Ok(axum::Json(DeviceDetail {
         device: device.into(),
+        tags,
         timeline,
     }))
 }

@@ -8,9 +8,10 @@ mod register;
 mod rejections;
 mod reports;
 mod store;
+pub mod tags;
 mod verify;
 
-pub use assign::{AssignedRelease, target_for};
+pub use assign::{AssignedRelease, Directed, direct, target_for};
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -25,4 +26,5 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(checkin::checkin))
         .routes(routes!(reports::report))
         .routes(routes!(rejections::retry))
+        .routes(routes!(tags::add, tags::remove))
 }

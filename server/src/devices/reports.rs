@@ -76,6 +76,11 @@ pub async fn report(
         rejections::record(&mut tx, &verified.device, &report.event).await?;
     }
     tx.commit().await?;
+    // The device's state in its rollout, and that rollout evaluated at once (auto-pause is
+    // immediate). Also for a re-sent event: if this failed, the agent's retry applies it.
+    crate::rollouts::reports::record(&state.db, &id, &report.event, jiff::Timestamp::now())
+        .await
+        .map_err(ApiError::internal)?;
     if stored == 0 {
         tracing::info!(device = %untrusted(&id), event_seq, kind = kind(&report.event), "device report already stored");
         let ack = ReportAck {

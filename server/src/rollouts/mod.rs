@@ -8,13 +8,21 @@
 //! machine and device states), [`progress`] (stage, members and their counts),
 //! [`admission`] (may this device be admitted now), [`engine`] (advance, auto-pause,
 //! completion, operator commands), [`timeline`] (who changed what, and why).
+//!
+//! Around the pure engine, the adapters: [`store`] (the database, compare-and-swap),
+//! [`reports`] (device reports as member states), [`ticker`] (the background evaluation),
+//! [`routes`] (the HTTP API). The director is `devices::assign`.
 
 pub mod admission;
 pub mod bucket;
 pub mod engine;
 pub mod model;
 pub mod progress;
+pub mod reports;
+pub mod routes;
 pub mod state;
+pub mod store;
+pub mod ticker;
 pub mod timeline;
 
 pub use admission::{Admission, Hold, admission};

@@ -5,8 +5,9 @@ use maud::{DOCTYPE, Markup, html};
 use super::session::Session;
 
 /// The dashboard's pages, for the navigation bar.
-const NAV: [(&str, &str); 3] = [
+const NAV: [(&str, &str); 4] = [
     ("/ui", "Overview"),
+    ("/ui/rollouts", "Rollouts"),
     ("/ui/devices", "Devices"),
     ("/ui/anomalies", "Anomalies"),
 ];

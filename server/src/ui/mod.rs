@@ -1,13 +1,15 @@
 //! The fleet dashboard at `/ui`: server-rendered HTML (maud), no script, for fleet managers.
 //!
 //! [`session`] (token login, the session cookie, CSRF), [`layout`] (the page shell),
-//! [`login`] (log in and out), [`pages`] (overview, devices, anomaly flags). Every page
+//! `login` (log in and out), `rollouts` (each rollout's progress and buttons), `pages`
+//! (overview, devices and a device's timeline, anomaly flags). Every page
 //! needs a session; every form is a POST checked for CSRF; every response carries a strict
 //! Content-Security-Policy (nothing but this server's own stylesheet, no frames).
 
 pub mod layout;
 mod login;
 mod pages;
+mod rollouts;
 pub mod session;
 
 use axum::Router;
@@ -36,7 +38,11 @@ const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
 pub fn routes() -> Router<AppState> {
     let mut router = Router::new()
         .route("/ui", get(pages::overview))
+        .route("/ui/rollouts", get(rollouts::list))
+        .route("/ui/rollouts/{id}", get(rollouts::show))
+        .route("/ui/rollouts/{id}/{command}", post(rollouts::command))
         .route("/ui/devices", get(pages::devices))
+        .route("/ui/devices/{id}", get(pages::device))
         .route("/ui/anomalies", get(pages::anomalies))
         .route("/ui/anomalies/{id}/acknowledge", post(pages::acknowledge))
         .route("/ui/login", get(login::form).post(login::submit))

@@ -102,7 +102,7 @@ pub async fn devices(
                  th { "last seen" } th { "flags" } }
             @for d in &rows {
                 tr {
-                    td { code { (d.id) } }
+                    td { a href=(format!("/ui/devices/{}", d.id)) { code { (d.id) } } }
                     td { (d.serial) }
                     td { (d.hardware_id) }
                     td { (d.current_version.as_deref().unwrap_or("-")) }
@@ -116,6 +116,63 @@ pub async fn devices(
     };
     Ok(Html(
         page("Devices", Some(&session), Some(REFRESH), body).into_string(),
+    ))
+}
+
+/// One event of a device's timeline.
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    received_at: i64,
+    kind: String,
+    event: String,
+}
+
+/// One device: what it runs, its open flags, and its signed reports, newest first.
+pub async fn device(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Html<String>, ApiError> {
+    let row: Option<DeviceRow> = sqlx::query_as(
+        "SELECT id, serial, hardware_id, current_version, image_sha256, last_seen FROM devices \
+         WHERE id = $1",
+    )
+    .bind(&id)
+    .fetch_optional(state.db.pool())
+    .await?;
+    let d = row.ok_or_else(|| ApiError::NotFound(format!("no device {id:?}")))?;
+    let events: Vec<EventRow> = sqlx::query_as(
+        "SELECT received_at, kind, event FROM device_events WHERE device_id = $1 \
+         ORDER BY counter DESC LIMIT 200",
+    )
+    .bind(&id)
+    .fetch_all(state.db.pool())
+    .await?;
+    let filter = Filter {
+        open_only: true,
+        subject: Some(id.clone()),
+        limit: 50,
+        ..Filter::default()
+    };
+    let open = flags::list(&state.db, &filter).await?;
+    let body = html! {
+        p {
+            "Serial " strong { (d.serial) } ", board " strong { (d.hardware_id) } ", runs "
+            strong #device-version { (d.current_version.as_deref().unwrap_or("nothing reported yet")) }
+            " (image " code { (short(d.image_sha256.as_deref())) } "), last seen " (time(d.last_seen)) "."
+        }
+        @for f in &open { p.flag { (f.kind) ": " (f.reason) } }
+        h2 { "Timeline" }
+        table #device-timeline {
+            tr { th { "received" } th { "event" } th { "details (as the device signed them)" } }
+            @for e in &events {
+                tr { td { (time(Some(e.received_at))) } td { (e.kind) } td { code { (e.event) } } }
+            }
+        }
+    };
+    let title = format!("Device {id}");
+    Ok(Html(
+        page(&title, Some(&session), Some(REFRESH), body).into_string(),
     ))
 }
 
@@ -210,7 +267,7 @@ pub async fn acknowledge(
 ) -> Result<Redirect, ApiError> {
     session::check_form(&session, &headers, &form.csrf)?;
     let note: String = form.note.chars().take(1000).collect();
-    match flags::acknowledge(&state.db, &id, &session.token_id, &note, now()).await? {
+    match flags::acknowledge(&state.db, &id, &session.operator, &note, now()).await? {
         Acknowledged::Now(_) | Acknowledged::Already(_) => Ok(Redirect::to("/ui/anomalies")),
         Acknowledged::Missing => Err(ApiError::NotFound(format!("no anomaly flag {id:?}"))),
     }

@@ -29,8 +29,10 @@ pub const LIFETIME_SECS: i64 = 8 * 3600;
 /// A logged-in fleet manager.
 #[derive(Clone, Debug)]
 pub struct Session {
-    /// The token they logged in with (who did what, in timelines and acknowledgements).
+    /// The token they logged in with.
     pub token_id: String,
+    /// Its label: who they are in rollout timelines and acknowledgements.
+    pub operator: String,
     /// The secret every form must send back.
     pub csrf: String,
 }
@@ -64,10 +66,11 @@ fn digest(secret: &str) -> String {
 
 /// Checks `presented` (an API token) and opens a session for it; returns the cookie value.
 pub async fn login(db: &Db, presented: &str) -> Result<String, LoginError> {
-    let (token_id, scopes) = token::check(db, presented.trim())
+    let checked = token::check(db, presented.trim())
         .await?
         .ok_or(LoginError::BadToken)?;
-    if !scopes.contains(&Scope::Fleet) && !scopes.contains(&Scope::Admin) {
+    let token_id = checked.id;
+    if !checked.scopes.contains(&Scope::Fleet) && !checked.scopes.contains(&Scope::Admin) {
         return Err(LoginError::NoFleetScope);
     }
     let (secret, csrf) = (random_hex(), random_hex());
@@ -97,15 +100,19 @@ pub async fn login(db: &Db, presented: &str) -> Result<String, LoginError> {
 
 /// The live session behind `secret`: not expired, its token not revoked.
 pub async fn load(db: &Db, secret: &str) -> Result<Option<Session>, sqlx::Error> {
-    let row: Option<(String, String)> = sqlx::query_as(
-        "SELECT s.token_id, s.csrf FROM ui_sessions s JOIN tokens t ON t.id = s.token_id \
+    let row: Option<(String, String, String)> = sqlx::query_as(
+        "SELECT s.token_id, t.label, s.csrf FROM ui_sessions s JOIN tokens t ON t.id = s.token_id \
          WHERE s.secret_sha256 = $1 AND s.expires_at > $2 AND t.revoked_at IS NULL",
     )
     .bind(digest(secret))
     .bind(now())
     .fetch_optional(db.pool())
     .await?;
-    Ok(row.map(|(token_id, csrf)| Session { token_id, csrf }))
+    Ok(row.map(|(token_id, operator, csrf)| Session {
+        token_id,
+        operator,
+        csrf,
+    }))
 }
 
 /// Ends the session behind `secret`.
@@ -180,6 +187,7 @@ mod tests {
     fn session() -> Session {
         Session {
             token_id: "tok_1".into(),
+            operator: "ops".into(),
             csrf: "abc123".into(),
         }
     }

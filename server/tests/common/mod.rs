@@ -169,6 +169,64 @@ impl TestServer {
         sign_image(payload, &spec, &key).unwrap()
     }
 
+    /// A rollout policy for `release_id` signed with the development key set's first
+    /// rollout key, valid for a day (see [`sign_policy`]).
+    pub async fn sign_policy(
+        &self,
+        rollout_id: &str,
+        release_id: &str,
+        ceiling: &str,
+    ) -> otter_keys::wire::Signed<otter_keys::wire::RolloutPolicy> {
+        let release = release_at(&self.client, &self.url, &self.admin_token, release_id).await;
+        sign_policy(&self.keyset(), rollout_id, &release, ceiling)
+    }
+
+    /// Creates and starts a rollout of `release_id` to every device of its board (see
+    /// [`roll_out_at`]); its id.
+    pub async fn roll_out(&self, release_id: &str) -> String {
+        roll_out_at(
+            &self.client,
+            &self.url,
+            &self.admin_token,
+            &self.keyset(),
+            release_id,
+            "1h",
+        )
+        .await
+    }
+
+    /// The same with the stage's soak time `soak`: with `0s` the rollout completes as soon
+    /// as every admitted device is done (or, nobody admitted yet, at the ticker's next
+    /// tick).
+    pub async fn roll_out_soaked(&self, release_id: &str, soak: &str) -> String {
+        roll_out_at(
+            &self.client,
+            &self.url,
+            &self.admin_token,
+            &self.keyset(),
+            release_id,
+            soak,
+        )
+        .await
+    }
+
+    /// POSTs `/api/v1/rollouts/{id}/{action}` and expects 200.
+    pub async fn rollout_command(&self, token: &str, id: &str, action: &str) -> serde_json::Value {
+        rollout_command_at(&self.client, &self.url, token, id, action).await
+    }
+
+    /// The id of the release of `hardware_id` and `version`.
+    pub async fn release_id(&self, hardware_id: &str, version: &str) -> String {
+        let (id,): (String,) =
+            sqlx::query_as("SELECT id FROM releases WHERE hardware_id = $1 AND version = $2")
+                .bind(hardware_id)
+                .bind(version)
+                .fetch_one(self.state.db.pool())
+                .await
+                .unwrap();
+        id
+    }
+
     /// POSTs a signed image to `/api/v1/releases` with `token`.
     pub async fn publish(&self, token: &str, image: Vec<u8>) -> reqwest::Response {
         self.client
@@ -258,4 +316,236 @@ pub async fn register_device(
         key,
         dir,
     }
+}
+
+/// A device driven at the protocol level: signed check-ins and reports with a rising
+/// counter, assignments verified with the director key.
+pub struct ProtocolDevice {
+    pub id: String,
+    pub key: otter_keys::signer::FileKey,
+    pub counter: u64,
+    director: [u8; 32],
+    _dir: tempfile::TempDir,
+}
+
+impl ProtocolDevice {
+    /// Registers a device of `board` (a provisioning token is made for it).
+    pub async fn register(s: &TestServer, board: &str, serial: &str) -> Self {
+        use otter_keys::signer::Signer;
+        let token = s.token(&[Scope::Provision]).await;
+        let device = register_device(&s.client, &s.url, &token, board, serial).await;
+        Self {
+            id: device.id,
+            key: device.key,
+            counter: 0,
+            director: s
+                .keyset()
+                .role_key(otter_keys::keyset::Role::Director)
+                .unwrap()
+                .public_key(),
+            _dir: device.dir,
+        }
+    }
+
+    /// Checks in (running 1.0.0) and returns the assigned target, if any.
+    pub async fn assigned(&mut self, s: &TestServer) -> Option<otter_keys::wire::AssignedTarget> {
+        use otter_keys::wire::{Assignment, Signed};
+        self.counter += 1;
+        let now = unix_now();
+        let message = checkin_message(&self.id, self.counter, now, "1.0.0");
+        let signed = Signed::sign(message, &self.key).unwrap();
+        let r = s
+            .client
+            .post(s.at(&format!("/api/v1/devices/{}/checkin", self.id)))
+            .json(&signed)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let answer: Signed<Assignment> = r.json().await.unwrap();
+        let assignment = answer
+            .verify(&self.director, &self.id, self.counter, now)
+            .unwrap();
+        assignment.target.clone()
+    }
+
+    /// The version assigned now, if any.
+    pub async fn assigned_version(&mut self, s: &TestServer) -> Option<String> {
+        self.assigned(s).await.map(|t| t.version.to_string())
+    }
+
+    /// Sends `event` as a signed report (expects 204).
+    pub async fn report(&mut self, s: &TestServer, event: otter_keys::wire::Event) {
+        use otter_keys::wire::{Report, Signed};
+        self.counter += 1;
+        let report = Report {
+            device_id: self.id.clone(),
+            counter: self.counter,
+            timestamp: unix_now(),
+            event_seq: self.counter,
+            event,
+        };
+        let signed = Signed::sign(report, &self.key).unwrap();
+        let r = s
+            .client
+            .post(s.at(&format!("/api/v1/devices/{}/reports", self.id)))
+            .json(&signed)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+    }
+}
+
+/// Now, in Unix seconds.
+pub fn unix_now() -> u64 {
+    u64::try_from(jiff::Timestamp::now().as_second()).unwrap()
+}
+
+/// `GET /api/v1/releases/{id}`.
+pub async fn release_at(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    release_id: &str,
+) -> serde_json::Value {
+    let r = http
+        .get(format!("{base}/api/v1/releases/{release_id}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// The id of the release of `hardware_id` and `version` at `base`.
+pub async fn release_id_at(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    hardware_id: &str,
+    version: &str,
+) -> String {
+    let list: serde_json::Value = http
+        .get(format!("{base}/api/v1/releases?hardware_id={hardware_id}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let found = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["version"] == version);
+    found.expect("no such release")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A rollout policy for `release` (as the API shows it: its board and image hash) with
+/// `ceiling`, signed with `keys`' first rollout key, valid for a day.
+pub fn sign_policy(
+    keys: &KeySet,
+    rollout_id: &str,
+    release: &serde_json::Value,
+    ceiling: &str,
+) -> otter_keys::wire::Signed<otter_keys::wire::RolloutPolicy> {
+    let mut image_sha256 = [0u8; 32];
+    hex::decode_to_slice(release["sha256"].as_str().unwrap(), &mut image_sha256).unwrap();
+    let policy = otter_keys::wire::RolloutPolicy {
+        rollout_id: rollout_id.to_owned(),
+        hardware_id: release["hardware_id"].as_str().unwrap().to_owned(),
+        image_sha256,
+        ceiling: ceiling.parse().unwrap(),
+        window: None,
+        expires: unix_now() + 86_400,
+    };
+    let key = keys.rollout_keys().unwrap().remove(0);
+    otter_keys::wire::Signed::sign(policy, &key).unwrap()
+}
+
+/// Creates and starts, at `base` with `token` (fleet or admin scope), a rollout of
+/// `release_id` to every device of its board in one 100 % stage soaking `soak`, with a
+/// 100 % policy signed by `keys`' rollout key: what "publish and every device gets it"
+/// takes now that the director stages releases. Returns the rollout id. Another running
+/// or paused rollout of the same board to the whole board must be ended first (409).
+pub async fn roll_out_at(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    keys: &KeySet,
+    release_id: &str,
+    soak: &str,
+) -> String {
+    let id = otter_server::db::new_id("rol");
+    let release = release_at(http, base, token, release_id).await;
+    let policy = sign_policy(keys, &id, &release, "100%");
+    let body = serde_json::json!({
+        "release_id": release_id,
+        "cohort": {"tags": []},
+        "stages": [{"percent": "100%", "soak": soak}],
+        "failure_threshold": {"max": "100%", "min_devices": 1},
+        "device_timeout": "24h",
+        "policy": policy,
+        "reason": "test: roll out to the whole board",
+    });
+    let r = http
+        .post(format!("{base}/api/v1/rollouts"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    rollout_command_at(http, base, token, &id, "start").await;
+    id
+}
+
+/// POSTs `/api/v1/rollouts/{id}/{action}` at `base` and expects 200; the rollout.
+pub async fn rollout_command_at(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    id: &str,
+    action: &str,
+) -> serde_json::Value {
+    let r = http
+        .post(format!("{base}/api/v1/rollouts/{id}/{action}"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"reason": "test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{action}: {}", r.text().await.unwrap());
+    r.json().await.unwrap()
+}
+
+/// Records a release row directly (image hash `sha`, 4096 bytes) and re-signs the TUF
+/// targets so the director may assign it; its id.
+pub async fn insert_release(s: &TestServer, hw: &str, version: &str, sha: &str) -> String {
+    let v: otter_boot::image::Version = version.parse().unwrap();
+    let id = otter_server::db::new_id("rel");
+    sqlx::query(
+        "INSERT INTO releases (id, hardware_id, version, major, minor, patch, security_counter, \
+         key_id, sha256, length, target_name, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 0, 'k', $7, 4096, $8, 0)",
+    )
+    .bind(&id)
+    .bind(hw)
+    .bind(version)
+    .bind(i64::from(v.major))
+    .bind(i64::from(v.minor))
+    .bind(i64::from(v.patch))
+    .bind(sha)
+    .bind(otter_keys::targets::image_target_name(hw, v))
+    .execute(s.state.db.pool())
+    .await
+    .unwrap();
+    s.state.tuf.targets_changed().await.unwrap();
+    id
 }
