@@ -53,12 +53,19 @@ impl Agent {
             return Ok(AfterBoot::Settled);
         };
         let version = trial.version;
-        if let Some(reason) = self.rejected_trial(&trial)? {
+        // The image that really runs (an image that can not be hashed is not confirmed):
+        // its hash goes into the reports, so the server counts what booted, not a claim.
+        let image_sha256 = self.device.slot_image(trial.slot)?.sha256;
+        if let Some(reason) = self.rejected_trial(&image_sha256) {
             tracing::error!(%version, %reason, "not confirming the running trial");
             self.roll_back_now();
             return Ok(AfterBoot::Rejected(reason));
         }
-        self.report(Event::Booted { version }).await;
+        self.report(Event::Booted {
+            version,
+            image_sha256,
+        })
+        .await;
         match health::run_all(&self.config.health_checks).await {
             Ok(()) => {
                 self.device
@@ -66,7 +73,11 @@ impl Agent {
                     .confirm()
                     .map_err(|e| AfterBootError::Confirm(e.to_string()))?;
                 self.device.sync()?;
-                self.report(Event::Healthy { version }).await;
+                self.report(Event::Healthy {
+                    version,
+                    image_sha256,
+                })
+                .await;
                 tracing::info!(%version, "trial image healthy and confirmed");
                 Ok(AfterBoot::Confirmed(version))
             }

@@ -1,5 +1,6 @@
 //! Agent configuration: a TOML file (server, state dir, flash backend and layout, cycle
-//! interval, health checks, download limits), overridable by flags.
+//! interval, health checks, download limits, rollout policy requirement), overridable by
+//! flags.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -71,6 +72,9 @@ pub struct Config {
     /// HTTP timeouts, deadlines and size caps.
     #[serde(default)]
     pub http: crate::http::HttpConfig,
+    /// Whether an assignment must carry a signed rollout policy.
+    #[serde(default)]
+    pub rollout: RolloutConfig,
     /// Simulated power loss on the flash (tests only; never read from a file).
     #[serde(skip)]
     pub power_cut: Option<crate::flash::PowerCut>,
@@ -171,6 +175,19 @@ impl Default for DownloadConfig {
     }
 }
 
+/// The rollout policy requirement (`[rollout]`).
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutConfig {
+    /// Whether an update is refused when its assignment carries no signed rollout policy.
+    /// Unset means: required exactly when the trust bundle lists rollout keys (a bundle made
+    /// before the role existed can check no policy). `false` lets an assignment without a
+    /// policy install, with a warning, until the server sends policies; a policy that is sent
+    /// is checked all the same. `true` with a bundle without rollout keys refuses every
+    /// update.
+    pub require_policy: Option<bool>,
+}
+
 mod defaults {
     use std::time::Duration;
 
@@ -256,6 +273,7 @@ impl Config {
             download: DownloadConfig::default(),
             max_backoff: defaults::max_backoff(),
             http: crate::http::HttpConfig::default(),
+            rollout: RolloutConfig::default(),
             power_cut: None,
         }
     }
@@ -285,9 +303,12 @@ mod tests {
             timeout = "10s"
             [download]
             max_target_size = 1048576
+            [rollout]
+            require_policy = false
             "#,
         )
         .unwrap();
+        assert_eq!(config.rollout.require_policy, Some(false));
         assert_eq!(config.interval, Duration::from_secs(1800));
         assert_eq!(config.jitter, Duration::from_secs(300));
         assert_eq!(config.health_checks[0].timeout, Duration::from_secs(10));
@@ -299,7 +320,10 @@ mod tests {
     fn unknown_keys_and_bad_values_are_errors() {
         let err = Config::parse("state_dir = \"x\"\nflsh = 1\n").unwrap_err();
         assert!(err.contains("flsh"), "{err}");
+        let err = Config::parse("state_dir = \"x\"\n[rollout]\nrequire = true\n").unwrap_err();
+        assert!(err.contains("unknown field `require`"), "{err}");
         let base = Config::simulated(Path::new("/s"));
+        assert_eq!(base.rollout.require_policy, None);
         assert_eq!(base.layout.flash_size(), 2 * 1984 * 1024 + 16 * 1024);
     }
 }

@@ -15,6 +15,7 @@ use crate::header_policy::Expected;
 use crate::install::{self, InstallError};
 use crate::messages::{MessageError, unix_now};
 use crate::rejected;
+use crate::rollout_policy::{PolicyRefusal, Verdict};
 use crate::select::{self, Plan, Running, SelectError};
 use crate::tuf_client::{TargetEntry, TufClientError};
 
@@ -36,6 +37,14 @@ pub enum Outcome {
     TrialUnconfirmed {
         /// The version on trial.
         version: Version,
+    },
+    /// An update is assigned and its rollout policy allows it, but not now: the device waits
+    /// for the policy's maintenance window (nothing is downloaded; a later cycle retries).
+    OutsideWindow {
+        /// The assigned version.
+        version: Version,
+        /// The window, as text.
+        window: String,
     },
     /// Installed now, the trial requested and the reboot triggered.
     Installed {
@@ -62,6 +71,10 @@ impl fmt::Display for Outcome {
             Self::TrialUnconfirmed { version } => write!(
                 f,
                 "{version} runs on trial, unconfirmed; no update until it is confirmed or rolled back"
+            ),
+            Self::OutsideWindow { version, window } => write!(
+                f,
+                "{version} assigned, waits for its maintenance window ({window}); nothing downloaded"
             ),
             Self::Installed {
                 version,
@@ -106,6 +119,9 @@ pub enum StepError {
     /// The director's answer.
     #[error("assignment refused: {0}")]
     Assignment(#[from] otter_keys::wire::WireError),
+    /// The rollout policy does not allow the assignment (or it has none).
+    #[error(transparent)]
+    Policy(#[from] PolicyRefusal),
     /// TUF.
     #[error(transparent)]
     Tuf(#[from] TufClientError),
@@ -212,6 +228,17 @@ impl Agent {
                 name: assigned.name.clone(),
                 reason: rejected.reason.clone(),
             }));
+        }
+
+        // 2b. The fleet manager's signed rollout policy must allow it: key, board, image,
+        // expiry, this device's bucket under the ceiling; outside its window we wait.
+        if let Verdict::Wait { window, .. } =
+            self.check_rollout_policy(assigned).map_err(at("policy"))?
+        {
+            return Ok(Outcome::OutsideWindow {
+                version: assigned.version,
+                window,
+            });
         }
 
         // 3. Fresh, verified TUF metadata.

@@ -4,6 +4,8 @@
 //! whole run, so a signal that arrives mid-cycle is never lost; the cycle is abandoned at
 //! its next await point (a download keeps its partial file and resumes at the next start;
 //! the blocking flash work of an install finishes first, so no slot is left half-marked).
+//! A cycle that waits for its rollout's maintenance window is a normal outcome, not a
+//! failure: the next cycle, an interval later, tries again.
 
 use std::future::Future;
 use std::time::Duration;

@@ -3,7 +3,8 @@
 //! trial boot, confirms after a health check and reports.
 //!
 //! The cycle reads like the list of its steps (see [`cycle`]): signed check-in
-//! ([`messages`]), the director's assignment, TUF refresh ([`tuf_client`]), choosing the
+//! ([`messages`]), the director's assignment and the rollout policy that must allow it
+//! ([`rollout_policy`]), TUF refresh ([`tuf_client`]), choosing the
 //! target and a delta ([`select`]), resumable download ([`download`]), streaming install
 //! and verification of the inactive slot ([`install`], [`patch`], [`flash`], [`device`],
 //! [`header_policy`]),
@@ -36,6 +37,7 @@ pub mod patch;
 mod progress;
 pub mod provision;
 pub mod rejected;
+pub mod rollout_policy;
 pub mod select;
 pub mod sim;
 pub mod state_dir;

@@ -20,6 +20,10 @@ struct Cli {
     /// Server base URL (overrides the file's `server` and the provisioned one).
     #[arg(long, env = "OTTER_SERVER", global = true)]
     server: Option<String>,
+    /// Whether an update needs a signed rollout policy (overrides `[rollout]
+    /// require_policy`; unset: required when the trust bundle lists rollout keys).
+    #[arg(long, env = "OTTER_REQUIRE_POLICY", global = true, value_name = "BOOL")]
+    require_policy: Option<bool>,
     #[command(subcommand)]
     command: Command,
 }
@@ -105,6 +109,9 @@ fn config(cli: &Cli) -> Result<Config, AnyError> {
     }
     if let Some(server) = &cli.server {
         config.server = Some(server.clone());
+    }
+    if cli.require_policy.is_some() {
+        config.rollout.require_policy = cli.require_policy;
     }
     Ok(config)
 }

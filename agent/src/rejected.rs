@@ -163,18 +163,13 @@ impl Agent {
         self.roll_back_now();
     }
 
-    /// Why the running trial must not be confirmed: its image is on the rejected list (it
-    /// was abandoned before, say, and the agent restarted before the reset). An image that
-    /// cannot be hashed is not confirmed either.
-    pub(crate) fn rejected_trial(
-        &self,
-        trial: &Trial,
-    ) -> Result<Option<String>, crate::device::DeviceError> {
-        let image = self.device.slot_image(trial.slot)?;
-        Ok(self
-            .rejected()
-            .find(&image.sha256)
-            .map(|e| format!("the image was rejected before: {}", e.reason)))
+    /// Why the running trial, whose image hashes to `image_sha256`, must not be confirmed:
+    /// its image is on the rejected list (it was abandoned before, say, and the agent
+    /// restarted before the reset).
+    pub(crate) fn rejected_trial(&self, image_sha256: &[u8; 32]) -> Option<String> {
+        self.rejected()
+            .find(image_sha256)
+            .map(|e| format!("the image was rejected before: {}", e.reason))
     }
 
     /// Abandons the running trial and reboots now, so the bootloader rolls back at this

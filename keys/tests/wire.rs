@@ -7,8 +7,8 @@ use otter_boot::Slot;
 use otter_boot::image::Version;
 use otter_keys::signer::{KeyError, Signer};
 use otter_keys::wire::{
-    AssignedTarget, Assignment, BootOutcome, CheckIn, Event, Report, Signed, SlotReport,
-    TrialReport, WireError, WireMessage,
+    AssignedTarget, Assignment, BootOutcome, CheckIn, Event, Report, RolloutPolicy, Signed,
+    SlotReport, TrialReport, WireError, WireMessage,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -55,6 +55,23 @@ fn device_key() -> TestKey {
 
 fn director_key() -> TestKey {
     TestKey::from_seed(2)
+}
+
+fn rollout_key() -> TestKey {
+    TestKey::from_seed(3)
+}
+
+/// The rollout policy the assignment carries, signed with the rollout key.
+fn policy() -> Signed<RolloutPolicy> {
+    let policy = RolloutPolicy {
+        rollout_id: "rol_1".into(),
+        hardware_id: "acme-thermo".into(),
+        image_sha256: [0xCD; 32],
+        ceiling: "25%".parse().unwrap(),
+        window: None,
+        expires: NOW + 86_400,
+    };
+    Signed::sign(policy, &rollout_key()).unwrap()
 }
 
 fn checkin() -> CheckIn {
@@ -104,6 +121,7 @@ fn assignment() -> Assignment {
             version: Version::new(1, 5, 0),
             sha256: [0xCD; 32],
             length: 65536,
+            policy: Some(policy()),
         }),
     }
 }
@@ -142,8 +160,14 @@ fn a_report_of_every_event_survives_sign_json_parse_verify() {
     for event in [
         report().event,
         Event::Installed { version: v },
-        Event::Booted { version: v },
-        Event::Healthy { version: v },
+        Event::Booted {
+            version: v,
+            image_sha256: [0x01; 32],
+        },
+        Event::Healthy {
+            version: v,
+            image_sha256: [0x02; 32],
+        },
         Event::Failed {
             stage: "apply".into(),
             reason: "patch does not match base".into(),
@@ -176,8 +200,11 @@ fn a_checkin_with_every_boot_outcome_survives_the_wire() {
 }
 
 #[test]
-fn an_assignment_with_and_without_target_survives_the_wire() {
-    for target in [assignment().target, None] {
+fn an_assignment_with_and_without_target_or_policy_survives_the_wire() {
+    let without_policy = assignment()
+        .target
+        .map(|t| AssignedTarget { policy: None, ..t });
+    for target in [assignment().target, without_policy, None] {
         let message = Assignment {
             target,
             ..assignment()
@@ -218,9 +245,31 @@ fn json_shows_versions_slots_and_digests_as_readable_strings() {
     );
     let assignment =
         serde_json::to_value(Signed::sign(assignment(), &director_key()).unwrap()).unwrap();
+    let policy = serde_json::to_value(policy()).unwrap();
     assert_eq!(
         assignment["message"]["target"],
-        serde_json::json!({"name": "fw-1.5.0.bin", "version": "1.5.0", "sha256": "cd".repeat(32), "length": 65536})
+        serde_json::json!({"name": "fw-1.5.0.bin", "version": "1.5.0", "sha256": "cd".repeat(32), "length": 65536, "policy": policy})
+    );
+    assert_eq!(
+        policy["message"]["rollout_id"], "rol_1",
+        "the policy travels as its own signed envelope: {policy}"
+    );
+    assert_eq!(policy["signature"].as_str().unwrap().len(), 128);
+    let mut bare = self::assignment();
+    bare.target.as_mut().unwrap().policy = None;
+    let bare = serde_json::to_value(Signed::sign(bare, &director_key()).unwrap()).unwrap();
+    assert_eq!(bare["message"]["target"]["policy"], Value::Null);
+    let healthy = Report {
+        event: Event::Healthy {
+            version: Version::new(1, 5, 0),
+            image_sha256: [0xCD; 32],
+        },
+        ..self::report()
+    };
+    let healthy = serde_json::to_value(Signed::sign(healthy, &device_key()).unwrap()).unwrap();
+    assert_eq!(
+        healthy["message"]["event"],
+        serde_json::json!({"kind": "healthy", "version": "1.5.0", "image_sha256": "cd".repeat(32)})
     );
     assert_eq!(
         serde_json::to_value(BootOutcome::None).unwrap(),
@@ -381,6 +430,27 @@ fn any_field_changed_after_signing_breaks_the_signature() {
                 t.name = "evil.bin".into();
             }
         },
+        // The rollout policy: stripped, swapped for another one (itself genuine), or given
+        // another signature.
+        |m| {
+            if let Some(t) = m.target.as_mut() {
+                t.policy = None;
+            }
+        },
+        |m| {
+            if let Some(t) = m.target.as_mut() {
+                let mut wider = policy().message;
+                wider.ceiling = "100%".parse().unwrap();
+                t.policy = Some(Signed::sign(wider, &rollout_key()).unwrap());
+            }
+        },
+        |m| {
+            if let Some(Some(p)) = m.target.as_mut().map(|t| t.policy.as_mut()) {
+                p.signature = Signed::sign(p.message.clone(), &director_key())
+                    .unwrap()
+                    .signature;
+            }
+        },
     ];
     for (i, tamper) in tamperings.into_iter().enumerate() {
         let mut altered = signed.clone();
@@ -440,7 +510,12 @@ fn unknown_json_fields_are_refused_at_every_level() {
 
     let signed =
         serde_json::to_value(Signed::sign(assignment(), &director_key()).unwrap()).unwrap();
-    for path in ["/message", "/message/target"] {
+    for path in [
+        "/message",
+        "/message/target",
+        "/message/target/policy",
+        "/message/target/policy/message",
+    ] {
         let mut json = signed.clone();
         json.pointer_mut(path)
             .unwrap()

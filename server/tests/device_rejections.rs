@@ -157,6 +157,7 @@ async fn a_rolled_back_or_failed_release_is_not_reassigned_until_an_operator_ret
                 &s,
                 Event::Booted {
                     version: v("1.2.0"),
+                    image_sha256: [0x12; 32],
                 },
             )
             .await;

@@ -419,6 +419,7 @@ async fn a_retried_event_is_stored_once_and_answered_as_accepted() {
             9,
             Event::Healthy {
                 version: "1.1.0".parse().unwrap(),
+                image_sha256: [0x11; 32],
             },
         );
         expect_error(replay.await, 409, "conflict").await;
@@ -477,6 +478,7 @@ async fn reports_build_a_timeline_sharing_the_checkin_counter() {
         for used in [1, 5] {
             let healthy = Event::Healthy {
                 version: v("1.1.0"),
+                image_sha256: [0x11; 32],
             };
             let r = post_report(&s, &d, used, healthy).await;
             expect_error(r, 409, "conflict").await;

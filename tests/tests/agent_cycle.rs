@@ -312,6 +312,7 @@ async fn refusals_leave_the_running_slot_untouched() {
             version: "2.0.0".parse().unwrap(),
             sha256: sha,
             length: len,
+            policy: None,
         });
     });
     expect_refusal(&device.agent(), "select", "other-board").await;

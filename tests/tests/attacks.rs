@@ -393,6 +393,7 @@ async fn a_hostile_mirror_cannot_install_freeze_or_roll_back() {
             version: "2.0.0".parse().unwrap(),
             sha256: sha,
             length: len,
+            policy: None,
         });
     }));
     let d = device().await;
@@ -682,6 +683,7 @@ async fn stolen_online_keys_cannot_install_downgrade_or_cross_boards() {
             version: "1.1.0".parse().unwrap(),
             sha256: v2_sha,
             length: v2_len,
+            policy: None,
         });
     }));
     let d = fleet.device("SN-C4", &mirror.url, &v1).await;

@@ -87,6 +87,7 @@ async fn a_release_that_fails_its_health_check_is_never_reinstalled() {
         version: "1.1.0".parse().unwrap(),
         sha256: sha256(&v2),
         length: v2.len() as u64,
+        policy: None,
     };
     proxy.rewrite_assignments(move |a| a.target = Some(failed.clone()));
     let fetched = target_requests(&proxy);
@@ -165,6 +166,7 @@ async fn a_trial_the_bootloader_rolled_back_is_never_reinstalled() {
         version: "1.1.0".parse().unwrap(),
         sha256: sha256(&v2),
         length: v2.len() as u64,
+        policy: None,
     };
     proxy.rewrite_assignments(move |a| a.target = Some(failed.clone()));
     let err = agent.check().await.unwrap_err();

@@ -177,8 +177,16 @@ fn the_readme_walkthrough_works() {
             "trust",
         ],
     );
+    // --require-policy false: until the director sends rollout policies (issue 11)
     let a = |args: &[&str]| {
-        let mut all = vec!["--state-dir", "device1", "--server", &url];
+        let mut all = vec![
+            "--state-dir",
+            "device1",
+            "--server",
+            &url,
+            "--require-policy",
+            "false",
+        ];
         all.extend_from_slice(args);
         run(d, &agent, &all)
     };
@@ -243,7 +251,15 @@ fn the_readme_walkthrough_works() {
     // The daemon: one cycle at start, then it waits for its interval; SIGTERM stops it.
     let mut daemon = Command::new(&agent)
         .current_dir(d)
-        .args(["--state-dir", "device1", "--server", &url, "run"])
+        .args([
+            "--state-dir",
+            "device1",
+            "--server",
+            &url,
+            "--require-policy",
+            "false",
+            "run",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -1,15 +1,16 @@
 //! The director's answer to a check-in: which image this device should run, signed with the
-//! director key and bound to the device and to the check-in it answers.
+//! director key and bound to the device and to the check-in it answers, with the rollout
+//! policy that allows it.
 
 use otter_boot::image::Version;
 use serde::{Deserialize, Serialize};
 
 use super::canonical::{Encoder, MAX_DEVICE_ID_LEN, MAX_NAME_LEN};
-use super::signed::check_device;
-use super::{Signed, WireError, WireMessage, serde_helpers};
+use super::signed::{check_device, parse_signature};
+use super::{RolloutPolicy, Signed, WireError, WireMessage, serde_helpers};
 
 /// The director's assignment for one device. Signed over its
-/// [`canonical`](super::canonical) bytes, tag `otter/assignment/v1\0`.
+/// [`canonical`](super::canonical) bytes, tag `otter/assignment/v2\0`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Assignment {
@@ -24,7 +25,8 @@ pub struct Assignment {
 }
 
 /// The image a device is assigned. The agent installs it only if the TUF repository lists
-/// the same name with the same length and hash.
+/// the same name with the same length and hash, and (on a device that trusts rollout keys)
+/// only if `policy` allows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssignedTarget {
@@ -38,10 +40,16 @@ pub struct AssignedTarget {
     pub sha256: [u8; 32],
     /// Length of the target file in bytes.
     pub length: u64,
+    /// The fleet manager's signed rollout policy that allows this assignment; `None` when
+    /// the server has none. The director's signature covers it whole (message and
+    /// signature), so nobody on the way can strip or swap it; whether it allows this device
+    /// is for the device to check ([`Signed::<RolloutPolicy>::verify`]), since the
+    /// director's key is the one a compromised server holds.
+    pub policy: Option<Signed<RolloutPolicy>>,
 }
 
 impl WireMessage for Assignment {
-    const TAG: &'static [u8] = b"otter/assignment/v1\0";
+    const TAG: &'static [u8] = b"otter/assignment/v2\0";
 
     fn canonical_bytes(&self) -> Result<Vec<u8>, WireError> {
         let mut enc = Encoder::new(Self::TAG);
@@ -53,6 +61,10 @@ impl WireMessage for Assignment {
                 .version(target.version)
                 .digest(&target.sha256)
                 .u64(target.length);
+            if let Some(policy) = enc.presence(target.policy.as_ref()) {
+                enc.nested(&policy.message.canonical_bytes()?)
+                    .signature(&parse_signature(&policy.signature)?.to_bytes());
+            }
         }
         Ok(enc.finish())
     }
@@ -66,7 +78,10 @@ impl Signed<Assignment> {
     /// [`WireError::BadSignature`]); the device id equals `my_device`
     /// ([`WireError::WrongDevice`]); the echoed counter equals `my_counter`, the counter of
     /// the check-in just sent ([`WireError::CounterMismatch`]); `now` is before `expires`
-    /// ([`WireError::Expired`]).
+    /// ([`WireError::Expired`]). A target's rollout policy is authenticated here only as
+    /// part of the director's message (a malformed policy signature is
+    /// [`WireError::MalformedSignature`]); the device checks it against its rollout keys
+    /// itself.
     pub fn verify(
         &self,
         director_key: &[u8; 32],

@@ -13,10 +13,12 @@
 //! | `u64`         | 8 bytes, little-endian                                           |
 //! | string        | `u32` little-endian byte length, then the UTF-8 bytes            |
 //! | digest        | 32 bytes as they are (fixed width, no length)                    |
+//! | signature     | 64 bytes as they are (ed25519; fixed width, no length)           |
 //! | version       | major, minor, patch: three `u32` little-endian (12 bytes)        |
 //! | slot          | `u8`: 0 = A, 1 = B                                               |
 //! | `Option<T>`   | `u8` 0 = absent; `u8` 1 = present, then `T`                      |
 //! | enum          | `u8` variant tag, then the variant's fields in order             |
+//! | signed msg    | the message's canonical bytes (tag first), then its signature    |
 //!
 //! Messages, after their tag (a field of a nested struct is written as its path):
 //!
@@ -35,14 +37,14 @@
 //!     attempts_left           u8
 //!   last_outcome            BootOutcome
 //!
-//! Report       tag "otter/report/v2\0"
+//! Report       tag "otter/report/v3\0"
 //!   device_id               string ≤ 128
 //!   counter                 u64
 //!   timestamp               u64
 //!   event_seq               u64
 //!   event                   Event
 //!
-//! Assignment   tag "otter/assignment/v1\0"
+//! Assignment   tag "otter/assignment/v2\0"
 //!   device_id               string ≤ 128
 //!   counter                 u64
 //!   expires                 u64
@@ -51,6 +53,9 @@
 //!     version                 version
 //!     sha256                  digest
 //!     length                  u64
+//!     policy                  option of signed message:
+//!       message                 RolloutPolicy (below, from its tag)
+//!       signature               signature
 //!
 //! RolloutPolicy tag "otter/rollout/v1\0"
 //!   rollout_id              string ≤ 64
@@ -74,14 +79,16 @@
 //! Event        u8 tag, then:
 //!   0 downloading           target: string ≤ 256, bytes: u64, total: u64
 //!   1 installed             version
-//!   2 booted                version
-//!   3 healthy               version
+//!   2 booted                version, image_sha256: digest
+//!   3 healthy               version, image_sha256: digest
 //!   4 failed                stage: string ≤ 64, reason: string ≤ 1024
 //!   5 rolled_back           from: version
 //! ```
 //!
 //! Every item is fixed width or length-prefixed, so an encoding decodes in exactly one way:
-//! two messages of the same type with different fields never share bytes. The tag names the
+//! two messages of the same type with different fields never share bytes. A signed message
+//! inside another (the rollout policy in an assignment) is such an encoding too, so it needs
+//! no length: it ends where its last field ends, and its fixed-width signature follows. The tag names the
 //! message type and its format version, so a signature made for one type never verifies as
 //! another, even when the fields after the tag happen to be the same bytes. Nothing follows
 //! the last field. A change to this table is a new format version: a new tag.
@@ -181,6 +188,18 @@ impl Encoder {
 
     pub(crate) fn digest(&mut self, value: &[u8; 32]) -> &mut Self {
         self.buf.extend_from_slice(value);
+        self
+    }
+
+    pub(crate) fn signature(&mut self, value: &[u8; 64]) -> &mut Self {
+        self.buf.extend_from_slice(value);
+        self
+    }
+
+    /// Another message's canonical bytes, as they are: they start with its tag and end
+    /// where its last field ends, so they need no length of their own.
+    pub(crate) fn nested(&mut self, canonical: &[u8]) -> &mut Self {
+        self.buf.extend_from_slice(canonical);
         self
     }
 

@@ -84,7 +84,7 @@ fn small_report() -> Report {
 fn canonical_bytes_of_a_report_are_pinned() {
     let message = small_report();
     let expected = [
-        "6f747465722f7265706f72742f763200", // "otter/report/v2\0"
+        "6f747465722f7265706f72742f763300", // "otter/report/v3\0"
         "02000000",
         "6431",             // device_id "d1"
         "0300000000000000", // counter 3
@@ -99,20 +99,39 @@ fn canonical_bytes_of_a_report_are_pinned() {
     .concat();
     assert_eq!(hex::encode(message.canonical_bytes().unwrap()), expected);
 
-    let downloading = Report {
-        event: Event::Downloading {
-            target: "t".into(),
-            bytes: 5,
-            total: 6,
-        },
-        ..message
+    let tail_of = |event: Event| {
+        let bytes = Report {
+            event,
+            ..message.clone()
+        }
+        .canonical_bytes()
+        .unwrap();
+        // Everything after device id, counter, timestamp and event_seq.
+        hex::encode(&bytes[Report::TAG.len() + 4 + 2 + 3 * 8..])
     };
-    let tail = "00010000007405000000000000000600000000000000"; // tag 0, "t", 5, 6
-    assert!(
-        hex::encode(downloading.canonical_bytes().unwrap()).ends_with(tail),
-        "{}",
-        hex::encode(downloading.canonical_bytes().unwrap())
+    let downloading = Event::Downloading {
+        target: "t".into(),
+        bytes: 5,
+        total: 6,
+    };
+    // Tag 0, "t", 5, 6.
+    assert_eq!(
+        tail_of(downloading),
+        "00010000007405000000000000000600000000000000"
     );
+    let v = Version::new(1, 3, 0);
+    let version = "010000000300000000000000";
+    let booted = Event::Booted {
+        version: v,
+        image_sha256: [0x44; 32],
+    };
+    // Tag 2, version 1.3.0, the image's hash.
+    assert_eq!(tail_of(booted), ["02", version, &"44".repeat(32)].concat());
+    let healthy = Event::Healthy {
+        version: v,
+        image_sha256: [0x55; 32],
+    };
+    assert_eq!(tail_of(healthy), ["03", version, &"55".repeat(32)].concat());
 }
 
 fn small_assignment() -> Assignment {
@@ -125,6 +144,7 @@ fn small_assignment() -> Assignment {
             version: Version::new(1, 3, 0),
             sha256: [0x22; 32],
             length: 7,
+            policy: None,
         }),
     }
 }
@@ -133,7 +153,7 @@ fn small_assignment() -> Assignment {
 fn canonical_bytes_of_an_assignment_are_pinned() {
     let message = small_assignment();
     let expected = [
-        "6f747465722f61737369676e6d656e742f763100", // "otter/assignment/v1\0"
+        "6f747465722f61737369676e6d656e742f763200", // "otter/assignment/v2\0"
         "02000000",
         "6431",             // device_id "d1"
         "0100000000000000", // counter 1
@@ -144,9 +164,40 @@ fn canonical_bytes_of_an_assignment_are_pinned() {
         "010000000300000000000000", // version 1.3.0
         &"22".repeat(32),           // sha256
         "0700000000000000",         // length 7
+        "00",                       // no policy
     ]
     .concat();
     assert_eq!(hex::encode(message.canonical_bytes().unwrap()), expected);
+
+    // With a policy: present, its own canonical bytes (from its tag on, as pinned below),
+    // then its signature as 64 raw bytes (the hex is decoded, so its case does not matter).
+    let mut with_policy = message.clone();
+    if let Some(target) = with_policy.target.as_mut() {
+        target.policy = Some(Signed {
+            message: small_policy(),
+            signature: "5A".repeat(64),
+        });
+    }
+    let expected_with = [
+        &expected[..expected.len() - 2],
+        "01", // policy present
+        &pinned_policy_hex(),
+        &"5a".repeat(64), // signature
+    ]
+    .concat();
+    assert_eq!(
+        hex::encode(with_policy.canonical_bytes().unwrap()),
+        expected_with
+    );
+    // A policy signature that is not 64 bytes can not be encoded, so it can not be signed
+    // over or verified.
+    if let Some(Some(policy)) = with_policy.target.as_mut().map(|t| t.policy.as_mut()) {
+        policy.signature = "5a".repeat(63);
+    }
+    assert!(matches!(
+        with_policy.canonical_bytes(),
+        Err(WireError::MalformedSignature(_))
+    ));
 
     let none = Assignment {
         target: None,
@@ -166,10 +217,9 @@ fn small_policy() -> RolloutPolicy {
     }
 }
 
-#[test]
-fn canonical_bytes_of_a_rollout_policy_are_pinned() {
-    let message = small_policy();
-    let expected = [
+/// The canonical bytes of [`small_policy`], hex.
+fn pinned_policy_hex() -> String {
+    [
         "6f747465722f726f6c6c6f75742f763100", // "otter/rollout/v1\0"
         "02000000",
         "7231", // rollout_id "r1"
@@ -185,8 +235,16 @@ fn canonical_bytes_of_a_rollout_policy_are_pinned() {
         "555443",           // time_zone "UTC"
         "0900000000000000", // expires 9
     ]
-    .concat();
-    assert_eq!(hex::encode(message.canonical_bytes().unwrap()), expected);
+    .concat()
+}
+
+#[test]
+fn canonical_bytes_of_a_rollout_policy_are_pinned() {
+    let message = small_policy();
+    assert_eq!(
+        hex::encode(message.canonical_bytes().unwrap()),
+        pinned_policy_hex()
+    );
 
     let anytime = RolloutPolicy {
         window: None,
@@ -204,8 +262,8 @@ fn each_message_type_has_its_own_domain_tag() {
         RolloutPolicy::TAG,
     ];
     assert_eq!(tags[0], b"otter/checkin/v1\0");
-    assert_eq!(tags[1], b"otter/report/v2\0");
-    assert_eq!(tags[2], b"otter/assignment/v1\0");
+    assert_eq!(tags[1], b"otter/report/v3\0");
+    assert_eq!(tags[2], b"otter/assignment/v2\0");
     assert_eq!(tags[3], b"otter/rollout/v1\0");
     for (i, a) in tags.iter().enumerate() {
         for (j, b) in tags.iter().enumerate() {

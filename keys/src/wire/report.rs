@@ -8,7 +8,7 @@ use super::signed::DeviceMessage;
 use super::{WireError, WireMessage, serde_helpers};
 
 /// One step of an update, as the device reports it. Signed over its
-/// [`canonical`](super::canonical) bytes, tag `otter/report/v2\0`.
+/// [`canonical`](super::canonical) bytes, tag `otter/report/v3\0`.
 ///
 /// `counter` is the message counter (fresh for every send, so a retry is never a replay);
 /// `event_seq` numbers the event itself, so the server stores a retried event once.
@@ -55,12 +55,20 @@ pub enum Event {
         /// The booted version.
         #[serde(with = "serde_helpers::version")]
         version: Version,
+        /// SHA-256 of the booted image as it lies in its slot (hex in JSON): what really
+        /// runs, which the server matches against the release.
+        #[serde(with = "serde_helpers::hex32")]
+        image_sha256: [u8; 32],
     },
     /// The health check passed and the image is confirmed.
     Healthy {
         /// The confirmed version.
         #[serde(with = "serde_helpers::version")]
         version: Version,
+        /// SHA-256 of the confirmed image (hex in JSON): a rollout counts a device as a
+        /// success only when this is the release's hash.
+        #[serde(with = "serde_helpers::hex32")]
+        image_sha256: [u8; 32],
     },
     /// A step of the update failed.
     Failed {
@@ -93,11 +101,17 @@ impl Event {
             Self::Installed { version } => {
                 enc.u8(1).version(*version);
             }
-            Self::Booted { version } => {
-                enc.u8(2).version(*version);
+            Self::Booted {
+                version,
+                image_sha256,
+            } => {
+                enc.u8(2).version(*version).digest(image_sha256);
             }
-            Self::Healthy { version } => {
-                enc.u8(3).version(*version);
+            Self::Healthy {
+                version,
+                image_sha256,
+            } => {
+                enc.u8(3).version(*version).digest(image_sha256);
             }
             Self::Failed { stage, reason } => {
                 enc.u8(4).str("event.stage", stage, MAX_STAGE_LEN)?;
@@ -112,7 +126,7 @@ impl Event {
 }
 
 impl WireMessage for Report {
-    const TAG: &'static [u8] = b"otter/report/v2\0";
+    const TAG: &'static [u8] = b"otter/report/v3\0";
 
     fn canonical_bytes(&self) -> Result<Vec<u8>, WireError> {
         let mut enc = Encoder::new(Self::TAG);

@@ -52,7 +52,8 @@ impl<T: WireMessage> Signed<T> {
     }
 }
 
-fn parse_signature(text: &str) -> Result<Signature, WireError> {
+/// The signature of an envelope as 64 bytes: exactly 128 hex digits, either case.
+pub(crate) fn parse_signature(text: &str) -> Result<Signature, WireError> {
     let mut bytes = [0u8; 64];
     if text.len() != 128 {
         return Err(WireError::MalformedSignature(format!(

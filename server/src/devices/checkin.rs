@@ -108,5 +108,6 @@ fn assigned_target(release: &assign::AssignedRelease) -> ApiResult<AssignedTarge
         version: release.version.parse().map_err(|_| corrupt("version"))?,
         sha256,
         length: u64::try_from(release.length).map_err(|_| corrupt("length"))?,
+        policy: None,
     })
 }

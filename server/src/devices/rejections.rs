@@ -64,7 +64,7 @@ async fn trial_version(
     .await?;
     Ok(
         match last.and_then(|(text,)| serde_json::from_str(&text).ok()) {
-            Some(Event::Installed { version } | Event::Booted { version }) => {
+            Some(Event::Installed { version } | Event::Booted { version, .. }) => {
                 Some(version.to_string())
             }
             _ => None,

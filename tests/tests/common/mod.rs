@@ -154,6 +154,8 @@ impl Fleet {
         let dir = tempfile::tempdir().unwrap();
         let mut config = AgentConfig::simulated(dir.path());
         config.download.backoff = Duration::from_millis(50);
+        // until the director sends rollout policies (issue 11)
+        config.rollout.require_policy = Some(false);
         let provision = self.token(&[Scope::Provision]).await;
         otter_agent::provision::provision(
             dir.path(),
@@ -332,6 +334,10 @@ pub fn binaries() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().to_path_buf()
 }
 
+/// The `[rollout]` table of [`agent_config_file`], matching [`Fleet::device`]'s setting.
+// until the director sends rollout policies (issue 11)
+const ROLLOUT_UNTIL_POLICIES: &str = "[rollout]\nrequire_policy = false\n";
+
 /// An agent configuration file for `device`'s simulated flash, with `extra` TOML appended.
 pub fn agent_config_file(device: &Device, extra: &str) -> PathBuf {
     let c = &device.config;
@@ -339,9 +345,10 @@ pub fn agent_config_file(device: &Device, extra: &str) -> PathBuf {
     let p = |p: otter_agent::config::PartitionConfig| {
         format!("{{ offset = {}, size = {} }}", p.offset, p.size)
     };
+    // The [rollout] table goes last, after whatever tables `extra` opens.
     let text = format!(
         "state_dir = {:?}\n{extra}\n[flash]\nbackend = \"file\"\npath = {:?}\n\
-         [layout]\nslot_a = {}\nslot_b = {}\nstate = {}\n",
+         [layout]\nslot_a = {}\nslot_b = {}\nstate = {}\n{ROLLOUT_UNTIL_POLICIES}",
         device.state_dir(),
         flash,
         p(c.layout.slot_a),
