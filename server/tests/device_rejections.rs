@@ -120,6 +120,7 @@ async fn a_rolled_back_or_failed_release_is_not_reassigned_until_an_operator_ret
                 &s,
                 Event::Healthy {
                     version: v("1.0.0"),
+                    image_sha256: [0x11; 32],
                 },
             )
             .await;

@@ -639,6 +639,7 @@ async fn reports_move_members_and_failures_over_the_threshold_pause_at_once() {
                 &s,
                 Event::Booted {
                     version: v("2.0.0"),
+                    image_sha256: [0x22; 32],
                 },
             )
             .await;
@@ -647,6 +648,7 @@ async fn reports_move_members_and_failures_over_the_threshold_pause_at_once() {
                 &s,
                 Event::Healthy {
                     version: v("2.0.0"),
+                    image_sha256: [0x22; 32],
                 },
             )
             .await;
@@ -739,6 +741,7 @@ async fn the_ticker_advances_a_soaked_stage_and_completes_the_rollout() {
                     &s,
                     Event::Healthy {
                         version: v("2.0.0"),
+                        image_sha256: [0x22; 32],
                     },
                 )
                 .await;
@@ -768,6 +771,7 @@ async fn the_ticker_advances_a_soaked_stage_and_completes_the_rollout() {
                 &s,
                 Event::Healthy {
                     version: v("2.0.0"),
+                    image_sha256: [0x22; 32],
                 },
             )
             .await;

@@ -260,6 +260,20 @@ async fn the_dashboard_works_in_a_real_browser() {
         let mut d = SignedDevice::register(&s, &provision, "board-w", &format!("SN-W{i}")).await;
         d.check_in(&s, "2.0.0", [i; 32]).await;
     }
+    // A running rollout of board-w 3.0.0 to all of them: two admitted, one healthy.
+    let release = common::insert_release(&s, "board-w", "3.0.0", &"44".repeat(32)).await;
+    let rollout = s.roll_out(&release).await;
+    let mut members = Vec::new();
+    for i in 0..2 {
+        let mut d = common::ProtocolDevice::register(&s, "board-w", &format!("SN-R{i}")).await;
+        assert!(d.assigned(&s).await.is_some());
+        members.push(d);
+    }
+    let healthy = otter_keys::wire::Event::Healthy {
+        version: "3.0.0".parse().unwrap(),
+        image_sha256: [0x44; 32],
+    };
+    members[0].report(&s, healthy).await;
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
@@ -290,11 +304,11 @@ async fn the_dashboard_works_in_a_real_browser() {
             .wait()
             .for_element(Locator::Css("#device-count"))
             .await?;
-        assert_eq!(count.text().await?, "3");
+        assert_eq!(count.text().await?, "5");
         browser.goto(&s.at("/ui/anomalies")).await?;
         let rows = browser.find_all(Locator::Css("tr.flag-row")).await?;
-        assert_eq!(rows.len(), 3, "three unknown images flagged");
-        let screenshot = browser.screenshot().await?;
+        assert_eq!(rows.len(), 5, "five devices run images that are no release");
+        let flags_screenshot = browser.screenshot().await?;
         let row = &rows[0];
         row.find(Locator::Css("input[name=note]"))
             .await?
@@ -306,17 +320,80 @@ async fn the_dashboard_works_in_a_real_browser() {
             .for_element(Locator::Css("#acknowledged"))
             .await?;
         let left = browser.find_all(Locator::Css("tr.flag-row")).await?;
-        assert_eq!(left.len(), 2);
-        Ok::<_, fantoccini::error::CmdError>(screenshot)
+        assert_eq!(left.len(), 4);
+
+        // The rollout's page: the right counts, then the pause button.
+        browser.goto(&s.at("/ui/rollouts")).await?;
+        browser
+            .find(Locator::LinkText(&rollout))
+            .await?
+            .click()
+            .await?;
+        let state = browser
+            .wait()
+            .for_element(Locator::Css("#rollout-state"))
+            .await?;
+        assert_eq!(state.text().await?, "running");
+        let stage = browser.find(Locator::Css("tr[data-stage='1']")).await?;
+        assert_eq!(
+            stage
+                .find(Locator::Css("td.admitted"))
+                .await?
+                .text()
+                .await?,
+            "2"
+        );
+        let healthy = stage.find(Locator::Css("td.healthy")).await?.text().await?;
+        assert!(healthy.ends_with("1/2"), "{healthy}");
+        let assigned = stage
+            .find(Locator::Css("td.assigned"))
+            .await?
+            .text()
+            .await?;
+        assert!(assigned.ends_with("1/2"), "{assigned}");
+        let screenshot = browser.screenshot().await?;
+        browser
+            .find(Locator::Css("button[value=pause]"))
+            .await?
+            .click()
+            .await?;
+        let state = browser
+            .wait()
+            .for_element(Locator::Css("#rollout-state"))
+            .await?;
+        assert_eq!(state.text().await?, "paused");
+        let timeline = browser
+            .find(Locator::Css("#timeline"))
+            .await?
+            .text()
+            .await?;
+        assert!(timeline.contains("running -> paused"), "{timeline}");
+        Ok::<_, fantoccini::error::CmdError>((flags_screenshot, screenshot))
     }
     .await;
     let _ = browser.close().await;
     let _ = driver.kill();
-    let screenshot = result.unwrap();
-    assert!(screenshot.starts_with(b"\x89PNG"), "a PNG screenshot");
-    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-anomalies.png");
-    std::fs::write(&out, &screenshot).unwrap();
-    eprintln!("dashboard screenshot: {}", out.display());
+    let (flags_screenshot, screenshot) = result.unwrap();
+    for (name, png) in [
+        ("ui-anomalies.png", flags_screenshot),
+        ("ui-rollout.png", screenshot),
+    ] {
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+        let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+        std::fs::write(&out, &png).unwrap();
+        eprintln!("dashboard screenshot: {}", out.display());
+    }
+    let shown: Value = s
+        .client
+        .get(s.at(&format!("/api/v1/rollouts/{rollout}")))
+        .bearer_auth(&fleet)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["state"], "paused", "{shown}");
     let acknowledged: Vec<Value> = s
         .client
         .get(s.at("/api/v1/anomalies?open=false"))

@@ -258,8 +258,12 @@ async fn refusals_leave_the_running_slot_untouched() {
         );
     };
 
-    // Director and TUF disagree on the hash.
-    proxy.rewrite_assignments(|a| {
+    // Director and TUF disagree on the hash. The thief holds the rollout key too here, so
+    // the policy allows whatever is assigned: the checks behind it are what refuses.
+    let rollout_key = KeySet::open(&fleet.state.keys.dir)
+        .unwrap()
+        .key_path("rollout-1");
+    proxy.rewrite_assignments_with_policy(rollout_key.clone(), |a| {
         if let Some(t) = a.target.as_mut() {
             t.sha256[0] ^= 1;
         }
@@ -278,7 +282,7 @@ async fn refusals_leave_the_running_slot_untouched() {
     let newer = fleet.device("SN-6", &proxy.url, &v2).await;
     let v1_sha: [u8; 32] = sha256(&v1);
     let v1_len = v1.len() as u64;
-    proxy.rewrite_assignments(move |a| {
+    proxy.rewrite_assignments_with_policy(rollout_key.clone(), move |a| {
         if let Some(t) = a.target.as_mut() {
             t.name = "firmware/e2e-board/1.0.0.img".into();
             t.version = "1.0.0".parse().unwrap();
@@ -306,7 +310,7 @@ async fn refusals_leave_the_running_slot_untouched() {
         sha256(&foreign),
         foreign.len() as u64,
     );
-    proxy.rewrite_assignments(move |a| {
+    proxy.rewrite_assignments_with_policy(rollout_key.clone(), move |a| {
         a.target = Some(otter_keys::wire::AssignedTarget {
             name: name.clone(),
             version: "2.0.0".parse().unwrap(),

@@ -177,16 +177,51 @@ fn the_readme_walkthrough_works() {
             "trust",
         ],
     );
-    // --require-policy false: until the director sends rollout policies (issue 11)
+    // A published release reaches devices only through a rollout: 1.1.0 to every
+    // demo-board, under a policy signed with the development rollout key.
+    let fleet = run(
+        d,
+        &server_bin,
+        &["token", "create", "--scope", "fleet", "--label", "demo"],
+    );
+    run(
+        d,
+        &keys,
+        &[
+            "sign-rollout",
+            "--key",
+            "otter-data/dev-keys/keys/rollout-1.key",
+            "--rollout-id",
+            "rol_demo",
+            "--image",
+            "fw-1.1.0.img",
+            "--ceiling",
+            "100%",
+            "-o",
+            "demo.policy.json",
+        ],
+    );
+    let rel = release["id"].as_str().unwrap();
+    let rollout = |args: &[&str]| {
+        let mut all = vec!["rollout"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--server", &url, "--token", fleet.trim()]);
+        run(d, &server_bin, &all)
+    };
+    let created = rollout(&[
+        "create",
+        "--release",
+        rel,
+        "--policy",
+        "demo.policy.json",
+        "--stage",
+        "100%:1h",
+    ]);
+    assert!(created.contains("rol_demo"), "{created}");
+    rollout(&["start", "rol_demo"]);
+
     let a = |args: &[&str]| {
-        let mut all = vec![
-            "--state-dir",
-            "device1",
-            "--server",
-            &url,
-            "--require-policy",
-            "false",
-        ];
+        let mut all = vec!["--state-dir", "device1", "--server", &url];
         all.extend_from_slice(args);
         run(d, &agent, &all)
     };
@@ -251,15 +286,7 @@ fn the_readme_walkthrough_works() {
     // The daemon: one cycle at start, then it waits for its interval; SIGTERM stops it.
     let mut daemon = Command::new(&agent)
         .current_dir(d)
-        .args([
-            "--state-dir",
-            "device1",
-            "--server",
-            &url,
-            "--require-policy",
-            "false",
-            "run",
-        ])
+        .args(["--state-dir", "device1", "--server", &url, "run"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

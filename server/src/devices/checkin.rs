@@ -81,10 +81,12 @@ async fn answer(
             .await;
     }
     let directed = assign::direct(&state.db, &verified.device, jiff::Timestamp::now()).await?;
+    // The target carries its rollout's signed policy: the device installs only within it.
     let target = match &directed {
-        // rollout policy: set when the wire change lands (`policy: Some(d.policy.clone())`
-        // in the AssignedTarget built from `d.release`).
-        Some(d) => Some(assigned_target(&d.release)?),
+        Some(d) => Some(AssignedTarget {
+            policy: Some(d.policy.clone()),
+            ..assigned_target(&d.release)?
+        }),
         None => None,
     };
     let ttl = state.config.assignment_ttl.as_secs();

@@ -35,7 +35,8 @@ pub enum Admission {
 /// Why a device is not admitted.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Hold {
-    /// Only a running rollout admits; an aborted one assigns nothing, not even to members.
+    /// Only a running or completed rollout admits; an aborted one assigns nothing, not even
+    /// to members.
     #[error("the rollout is {0}")]
     NotRunning(RolloutState),
     /// Another board, or not in the cohort.
@@ -81,7 +82,8 @@ pub enum Hold {
 /// database need not load the whole rollout per check-in.
 ///
 /// In order: an existing member stays ([`Admission::Member`]) unless the rollout was
-/// aborted; a non-member is admitted only while the rollout runs, if it is of the board and
+/// aborted; a non-member is admitted only while the rollout runs or after it completed (at
+/// its last stage), if it is of the board and
 /// in the cohort (so devices registering later join), its bucket is under the current
 /// stage's cutoff and under the signed ceiling, `now` is inside the window and the rate
 /// limit has room.
@@ -116,7 +118,12 @@ fn check(
     device: &DeviceFacts,
     now: Timestamp,
 ) -> Result<TimelineEntry, Hold> {
-    if progress.state != RolloutState::Running {
+    // A completed rollout still admits at its last stage: a device that registers (or is
+    // tagged) later gets the release too, instead of nothing until the next rollout.
+    if !matches!(
+        progress.state,
+        RolloutState::Running | RolloutState::Completed
+    ) {
         return Err(Hold::NotRunning(progress.state));
     }
     if !rollout.includes(device) {
@@ -269,12 +276,22 @@ mod tests {
     }
 
     #[test]
-    fn only_a_running_rollout_admits() {
+    fn a_completed_rollout_still_admits_late_devices_at_its_last_stage() {
+        let late = device_in(5000, 10_000);
+        let completed = Progress {
+            state: RolloutState::Completed,
+            ..running(2)
+        };
+        let got = admission(&rollout("100%"), &completed, &[], &device(&late, &[]), t0());
+        assert!(matches!(got, Admission::Admit { stage: 2, .. }), "{got:?}");
+    }
+
+    #[test]
+    fn draft_paused_and_aborted_rollouts_admit_nobody() {
         let id = device_in(0, 100);
         for state in [
             RolloutState::Draft,
             RolloutState::Paused,
-            RolloutState::Completed,
             RolloutState::Aborted,
         ] {
             let progress = Progress {

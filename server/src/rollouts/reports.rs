@@ -26,13 +26,11 @@ pub struct ReleaseFacts {
     pub sha256: String,
 }
 
-/// Whether a `healthy` report vouches for `release`. Success must be the device-signed
-/// health of exactly the release's image; until the `Healthy` event carries the booted
-/// image's hash, the version stands in for it. (Switch here, and only here, to comparing
-/// `image_sha256` with `release.sha256` when the wire change lands.)
+/// Whether a `healthy` report vouches for `release`: the device-signed health of exactly
+/// the release's image (the hash of what it booted), not of something with its version.
 pub fn healthy_is_release(event: &Event, release: &ReleaseFacts) -> bool {
     match event {
-        Event::Healthy { version, .. } => version.to_string() == release.version,
+        Event::Healthy { image_sha256, .. } => hex::encode(image_sha256) == release.sha256,
         _ => false,
     }
 }
@@ -155,18 +153,29 @@ mod tests {
 
     #[test]
     fn booted_counts_only_for_the_release() {
-        let e = |s| Event::Booted { version: v(s) };
+        let e = |s| Event::Booted {
+            version: v(s),
+            image_sha256: [0xab; 32],
+        };
         assert_eq!(member_state(&e("2.0.0"), &release()), Some(Booted));
         assert_eq!(member_state(&e("1.0.0"), &release()), None);
     }
 
     #[test]
-    fn healthy_counts_only_for_the_release() {
-        let e = |s| Event::Healthy { version: v(s) };
-        assert!(healthy_is_release(&e("2.0.0"), &release()));
-        assert!(!healthy_is_release(&e("1.0.0"), &release()));
-        assert_eq!(member_state(&e("2.0.0"), &release()), Some(Healthy));
-        assert_eq!(member_state(&e("1.0.0"), &release()), None);
+    fn healthy_counts_only_for_the_release_image() {
+        let e = |s, image_sha256| Event::Healthy {
+            version: v(s),
+            image_sha256,
+        };
+        assert!(healthy_is_release(&e("2.0.0", [0xab; 32]), &release()));
+        assert!(!healthy_is_release(&e("1.0.0", [0x01; 32]), &release()));
+        // The release's version with another image (a forgery, or a rebuild) is no success.
+        assert!(!healthy_is_release(&e("2.0.0", [0xac; 32]), &release()));
+        assert_eq!(
+            member_state(&e("2.0.0", [0xab; 32]), &release()),
+            Some(Healthy)
+        );
+        assert_eq!(member_state(&e("2.0.0", [0xac; 32]), &release()), None);
     }
 
     #[test]

@@ -279,18 +279,20 @@ pub async fn running_ids(db: &Db) -> Result<Vec<String>, StoreError> {
     Ok(ids.into_iter().map(|(id,)| id).collect())
 }
 
-/// What the director may consult for a device of `hardware_id`: its running rollouts and
-/// every started rollout `device_id` is a member of, newest start first (started in the same
-/// second: the newer release first).
+/// What the director may consult for a device of `hardware_id`: its running and completed
+/// rollouts and every started rollout `device_id` is a member of, the newest 20 by start
+/// (started in the same second: the newer release first).
 pub async fn for_device(
     db: &Db,
     hardware_id: &str,
     device_id: &str,
 ) -> Result<Vec<Stored>, StoreError> {
     let found: Vec<Row> = sqlx::query_as(&format!(
-        "{SELECT} WHERE r.hardware_id = $1 AND r.state <> 'draft' AND (r.state = 'running' \
+        "{SELECT} WHERE r.hardware_id = $1 AND r.state <> 'draft' \
+         AND (r.state IN ('running', 'completed') \
          OR r.id IN (SELECT rollout_id FROM rollout_members WHERE device_id = $2)) \
-         ORDER BY r.started_at DESC, rel.major DESC, rel.minor DESC, rel.patch DESC, r.id DESC"
+         ORDER BY r.started_at DESC, rel.major DESC, rel.minor DESC, rel.patch DESC, r.id DESC \
+         LIMIT 20"
     ))
     .bind(hardware_id)
     .bind(device_id)

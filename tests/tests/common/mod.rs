@@ -21,10 +21,11 @@ use otter_keys::image::{ImageSpec, sign_image};
 use otter_keys::keyset::KeySet;
 use otter_keys::signer::Signer;
 use otter_keys::trust_bundle::TrustBundle;
+use otter_keys::wire::{RolloutPolicy, Signed};
 use otter_server::auth::{Scope, token};
 use otter_server::state::AppState;
 use otter_server::{App, Config};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 /// The board every test device is.
@@ -111,8 +112,9 @@ impl Fleet {
         self.image_for(BOARD, version, 1, payload)
     }
 
-    /// Publishes `image`, waits for its delta job, returns the release JSON.
-    pub async fn publish(&self, image: Vec<u8>) -> Value {
+    /// Publishes `image`, waits for its delta job, returns the release JSON. Devices get
+    /// it only once a rollout admits them ([`Fleet::roll_out`]).
+    pub async fn publish_only(&self, image: Vec<u8>) -> Value {
         let publish = self.token(&[Scope::Publish]).await;
         let response = self
             .client
@@ -148,14 +150,144 @@ impl Fleet {
         release
     }
 
+    /// Publishes `image` and rolls it out to every device of its board at once (one 100 %
+    /// stage, no soak), superseding the board's earlier rollout: what most tests want, and
+    /// what publishing alone no longer does. Returns the release JSON.
+    pub async fn publish(&self, image: Vec<u8>) -> Value {
+        let release = self.publish_only(image).await;
+        self.roll_out(&release, "100%").await;
+        release
+    }
+
+    /// Creates and starts a rollout of `release` to every device of its board, one stage of
+    /// `percent` with a policy of the same ceiling, signed with the development rollout key;
+    /// the board's earlier active rollouts are aborted first. Returns the rollout id.
+    pub async fn roll_out(&self, release: &Value, percent: &str) -> String {
+        let spec = RolloutSpec {
+            stages: vec![(percent.to_owned(), "0s".to_owned())],
+            ceiling: percent.to_owned(),
+            ..RolloutSpec::default()
+        };
+        self.supersede(release).await;
+        let id = self.create_rollout(release, &spec).await;
+        self.rollout_command(&id, "start").await;
+        id
+    }
+
+    /// Aborts every active rollout of `release`'s board.
+    pub async fn supersede(&self, release: &Value) {
+        let fleet = self.token(&[Scope::Fleet]).await;
+        let rollouts = self.api_get("/api/v1/rollouts", &fleet).await;
+        for rollout in rollouts.as_array().unwrap() {
+            let active = matches!(rollout["state"].as_str(), Some("running" | "paused"));
+            if active && rollout["hardware_id"] == release["hardware_id"] {
+                let id = rollout["id"].as_str().unwrap();
+                self.rollout_command(id, "abort").await;
+            }
+        }
+    }
+
+    /// Creates a draft rollout of `release` as `spec` says, with its signed policy; returns
+    /// its id.
+    pub async fn create_rollout(&self, release: &Value, spec: &RolloutSpec) -> String {
+        let fleet = self.token(&[Scope::Fleet]).await;
+        let id = format!(
+            "rol_{}",
+            release["id"].as_str().unwrap().trim_start_matches("rel_")
+        );
+        let policy = self.rollout_policy(&id, release, &spec.ceiling, None, u64::MAX);
+        let stages: Vec<Value> = (spec.stages.iter())
+            .map(|(percent, soak)| json!({"percent": percent, "soak": soak}))
+            .collect();
+        let body = json!({
+            "release_id": release["id"],
+            "cohort": {"tags": []},
+            "stages": stages,
+            "failure_threshold": {"max": spec.max_failures, "min_devices": spec.min_devices},
+            "device_timeout": "24h",
+            "policy": policy,
+        });
+        let created = self.api_post("/api/v1/rollouts", &fleet, &body).await;
+        assert_eq!(created["id"], id.as_str(), "{created}");
+        id
+    }
+
+    /// `POST /api/v1/rollouts/{id}/{command}`; returns the rollout after it.
+    pub async fn rollout_command(&self, id: &str, command: &str) -> Value {
+        let fleet = self.token(&[Scope::Fleet]).await;
+        let path = format!("/api/v1/rollouts/{id}/{command}");
+        self.api_post(&path, &fleet, &json!({"reason": "e2e"}))
+            .await
+    }
+
+    /// `GET /api/v1/rollouts/{id}`.
+    pub async fn rollout(&self, id: &str) -> Value {
+        let fleet = self.token(&[Scope::Fleet]).await;
+        self.api_get(&format!("/api/v1/rollouts/{id}"), &fleet)
+            .await
+    }
+
+    /// A rollout policy for `release` signed with the development rollout key.
+    pub fn rollout_policy(
+        &self,
+        rollout_id: &str,
+        release: &Value,
+        ceiling: &str,
+        window: Option<otter_keys::rollout::MaintenanceWindow>,
+        expires: u64,
+    ) -> Signed<RolloutPolicy> {
+        let set = KeySet::open(&self.state.keys.dir).unwrap();
+        let key = set.rollout_keys().unwrap().pop().unwrap();
+        let mut image_sha256 = [0u8; 32];
+        hex::decode_to_slice(release["sha256"].as_str().unwrap(), &mut image_sha256).unwrap();
+        let policy = RolloutPolicy {
+            rollout_id: rollout_id.to_owned(),
+            hardware_id: release["hardware_id"].as_str().unwrap().to_owned(),
+            image_sha256,
+            ceiling: ceiling.parse().unwrap(),
+            window,
+            expires,
+        };
+        Signed::sign(policy, &key).unwrap()
+    }
+
+    /// GET `path` with `token`; asserts a 200 and returns the JSON.
+    pub async fn api_get(&self, path: &str, token: &str) -> Value {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert!(status.is_success(), "GET {path}: {status} {body}");
+        body
+    }
+
+    /// POST `body` to `path` with `token`; asserts a 2xx and returns the JSON (null if none).
+    pub async fn api_post(&self, path: &str, token: &str, body: &Value) -> Value {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(status.is_success(), "POST {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
     /// A provisioned simulated device talking to `server` (the fleet's URL or a proxy's),
     /// with `factory` programmed into slot A and booted once.
     pub async fn device(&self, serial: &str, server: &str, factory: &[u8]) -> Device {
         let dir = tempfile::tempdir().unwrap();
         let mut config = AgentConfig::simulated(dir.path());
         config.download.backoff = Duration::from_millis(50);
-        // until the director sends rollout policies (issue 11)
-        config.rollout.require_policy = Some(false);
         let provision = self.token(&[Scope::Provision]).await;
         otter_agent::provision::provision(
             dir.path(),
@@ -335,8 +467,6 @@ pub fn binaries() -> PathBuf {
 }
 
 /// The `[rollout]` table of [`agent_config_file`], matching [`Fleet::device`]'s setting.
-// until the director sends rollout policies (issue 11)
-const ROLLOUT_UNTIL_POLICIES: &str = "[rollout]\nrequire_policy = false\n";
 
 /// An agent configuration file for `device`'s simulated flash, with `extra` TOML appended.
 pub fn agent_config_file(device: &Device, extra: &str) -> PathBuf {
@@ -348,7 +478,7 @@ pub fn agent_config_file(device: &Device, extra: &str) -> PathBuf {
     // The [rollout] table goes last, after whatever tables `extra` opens.
     let text = format!(
         "state_dir = {:?}\n{extra}\n[flash]\nbackend = \"file\"\npath = {:?}\n\
-         [layout]\nslot_a = {}\nslot_b = {}\nstate = {}\n{ROLLOUT_UNTIL_POLICIES}",
+         [layout]\nslot_a = {}\nslot_b = {}\nstate = {}\n",
         device.state_dir(),
         flash,
         p(c.layout.slot_a),
@@ -358,4 +488,24 @@ pub fn agent_config_file(device: &Device, extra: &str) -> PathBuf {
     let path = device.state_dir().join("agent.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// A test rollout: stages (cumulative percentage, soak), failure threshold, signed ceiling.
+#[derive(Clone, Debug)]
+pub struct RolloutSpec {
+    pub stages: Vec<(String, String)>,
+    pub max_failures: String,
+    pub min_devices: u32,
+    pub ceiling: String,
+}
+
+impl Default for RolloutSpec {
+    fn default() -> Self {
+        Self {
+            stages: vec![("100%".into(), "0s".into())],
+            max_failures: "100%".into(),
+            min_devices: 1,
+            ceiling: "100%".into(),
+        }
+    }
 }

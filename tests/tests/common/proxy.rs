@@ -158,6 +158,34 @@ impl Proxy {
         *self.shared.rewrite.lock().unwrap() = Some(Arc::new(f));
     }
 
+    /// Like [`Proxy::rewrite_assignments`], then re-signs the target's rollout policy for
+    /// whatever image it now names, with the rollout key at `rollout_key`: a thief of the
+    /// director key and the rollout key both, so that the device's deeper checks (TUF, the
+    /// header, downgrade, board) are what refuses.
+    pub fn rewrite_assignments_with_policy(
+        &self,
+        rollout_key: std::path::PathBuf,
+        f: impl Fn(&mut Assignment) + Send + Sync + 'static,
+    ) {
+        self.rewrite_assignments(move |a| {
+            let old = (a.target.as_ref())
+                .and_then(|t| t.policy.as_ref())
+                .map(|p| p.message.clone());
+            f(a);
+            let (Some(target), Some(old)) = (a.target.as_mut(), old) else {
+                return;
+            };
+            let policy = otter_keys::wire::RolloutPolicy {
+                image_sha256: target.sha256,
+                ceiling: otter_keys::rollout::BasisPoints::FULL,
+                window: None,
+                ..old
+            };
+            let key = otter_keys::signer::FileKey::load(&rollout_key).unwrap();
+            target.policy = Some(otter_keys::wire::Signed::sign(policy, &key).unwrap());
+        });
+    }
+
     /// Requests seen: `METHOD path [range]`.
     pub fn log(&self) -> Vec<String> {
         self.shared.log.lock().unwrap().clone()
