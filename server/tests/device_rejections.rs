@@ -78,12 +78,15 @@ impl Device {
     }
 }
 
-async fn publish(s: &TestServer, token: &str, version: &str) {
+/// Publishes `version` of board-r; its image hash.
+async fn publish(s: &TestServer, token: &str, version: &str) -> [u8; 32] {
+    use sha2::Digest;
     let payload: Vec<u8> = version.bytes().cycle().take(4000).collect();
-    let r = s
-        .publish(token, s.sign_image("board-r", version, 1, &payload))
-        .await;
+    let image = s.sign_image("board-r", version, 1, &payload);
+    let sha = sha2::Sha256::digest(&image).into();
+    let r = s.publish(token, image).await;
     assert_eq!(r.status(), 201);
+    sha
 }
 
 async fn retry(s: &TestServer, token: &str, device: &str) -> reqwest::Response {
@@ -107,7 +110,7 @@ async fn a_rolled_back_or_failed_release_is_not_reassigned_until_an_operator_ret
         let provision = s.token(&[Scope::Provision]).await;
         let fleet = s.token(&[Scope::Fleet]).await;
         let v = |text: &str| text.parse().unwrap();
-        publish(&s, &publisher, "1.0.0").await;
+        let v1_sha = publish(&s, &publisher, "1.0.0").await;
         publish(&s, &publisher, "1.1.0").await;
         let mut device = Device::register(&s, &provision).await;
         // 1.0.0 is rolled out and the device vouches for it: that rollout completes, the
@@ -120,7 +123,7 @@ async fn a_rolled_back_or_failed_release_is_not_reassigned_until_an_operator_ret
                 &s,
                 Event::Healthy {
                     version: v("1.0.0"),
-                    image_sha256: [0x11; 32],
+                    image_sha256: v1_sha,
                 },
             )
             .await;

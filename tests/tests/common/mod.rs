@@ -466,8 +466,6 @@ pub fn binaries() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().to_path_buf()
 }
 
-/// The `[rollout]` table of [`agent_config_file`], matching [`Fleet::device`]'s setting.
-
 /// An agent configuration file for `device`'s simulated flash, with `extra` TOML appended.
 pub fn agent_config_file(device: &Device, extra: &str) -> PathBuf {
     let c = &device.config;
