@@ -5,8 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::signed_device::{SignedDevice, now};
-use common::{TestServer, databases, expect_error};
+use common::{ProtocolDevice, TestServer, databases, expect_error};
 use otter_keys::signer::FileKey;
 use otter_keys::wire::Event;
 use otter_server::auth::Scope;
@@ -44,18 +43,17 @@ fn v(text: &str) -> otter_boot::image::Version {
 async fn an_image_that_is_no_release_is_flagged_once_and_acknowledged_once() {
     for kind in databases() {
         let s = TestServer::start(kind).await;
-        let provision = s.token(&[Scope::Provision]).await;
         let publisher = s.token(&[Scope::Publish]).await;
         let fleet = s.token(&[Scope::Fleet]).await;
         let (release_sha, _) = publish(&s, &publisher, "board-a", "1.0.0").await;
-        let mut good = SignedDevice::register(&s, &provision, "board-a", "SN-1").await;
+        let mut good = ProtocolDevice::register(&s, "board-a", "SN-1").await;
         good.check_in(&s, "1.0.0", release_sha).await;
         assert!(
             flags(&s, &fleet, "").await.is_empty(),
             "a release is no anomaly"
         );
 
-        let mut odd = SignedDevice::register(&s, &provision, "board-a", "SN-2").await;
+        let mut odd = ProtocolDevice::register(&s, "board-a", "SN-2").await;
         odd.check_in(&s, "1.0.0", [9; 32]).await;
         odd.check_in(&s, "1.0.0", [9; 32]).await;
         let open = flags(&s, &fleet, "").await;
@@ -121,13 +119,12 @@ async fn an_image_that_is_no_release_is_flagged_once_and_acknowledged_once() {
 async fn bad_signatures_under_a_known_device_id_are_flagged_and_counted() {
     for kind in databases() {
         let s = TestServer::start(kind).await;
-        let provision = s.token(&[Scope::Provision]).await;
         let fleet = s.token(&[Scope::Fleet]).await;
-        let mut victim = SignedDevice::register(&s, &provision, "board-b", "SN-V").await;
+        let mut victim = ProtocolDevice::register(&s, "board-b", "SN-V").await;
         let dir = tempfile::tempdir().unwrap();
         let thief = FileKey::generate_at(&dir.path().join("thief.key")).unwrap();
         for _ in 0..2 {
-            let message = common::checkin_message(&victim.id, 0, now(), "1.0.0");
+            let message = common::checkin_message(&victim.id, 0, common::unix_now(), "1.0.0");
             let r = victim.check_in_signed_by(&s, message, Some(&thief)).await;
             expect_error(r, 401, "unauthorized").await;
         }
@@ -137,12 +134,14 @@ async fn bad_signatures_under_a_known_device_id_are_flagged_and_counted() {
         assert_eq!(open[0]["occurrences"], 2);
 
         // An id that is no device is a 404 to the sender, and impersonates nobody.
-        let mut stranger = SignedDevice {
-            id: "dev_nobody".into(),
-            ..SignedDevice::register(&s, &provision, "board-b", "SN-X").await
-        };
-        let message = common::checkin_message("dev_nobody", 0, now(), "1.0.0");
-        let r = stranger.check_in_signed_by(&s, message, Some(&thief)).await;
+        let message = common::checkin_message("dev_nobody", 1, common::unix_now(), "1.0.0");
+        let r = s
+            .client
+            .post(s.at("/api/v1/devices/dev_nobody/checkin"))
+            .json(&otter_keys::wire::Signed::sign(message, &thief).unwrap())
+            .send()
+            .await
+            .unwrap();
         expect_error(r, 404, "not_found").await;
         assert_eq!(flags(&s, &fleet, "?kind=bad_signature").await.len(), 1);
 
@@ -167,17 +166,16 @@ async fn bad_signatures_under_a_known_device_id_are_flagged_and_counted() {
 async fn repeated_refusals_are_flagged_but_network_failures_are_not() {
     for kind in databases() {
         let s = TestServer::start(kind).await;
-        let provision = s.token(&[Scope::Provision]).await;
         let fleet = s.token(&[Scope::Fleet]).await;
         let failed = |stage: &str| Event::Failed {
             stage: stage.into(),
             reason: "refused".into(),
         };
-        let mut flaky = SignedDevice::register(&s, &provision, "board-c", "SN-F").await;
+        let mut flaky = ProtocolDevice::register(&s, "board-c", "SN-F").await;
         for _ in 0..5 {
             flaky.report(&s, failed("download")).await;
         }
-        let mut refusing = SignedDevice::register(&s, &provision, "board-c", "SN-R").await;
+        let mut refusing = ProtocolDevice::register(&s, "board-c", "SN-R").await;
         refusing.report(&s, failed("policy")).await;
         refusing.report(&s, failed("verify")).await;
         assert!(
@@ -200,14 +198,13 @@ async fn repeated_refusals_are_flagged_but_network_failures_are_not() {
 async fn a_release_that_rolls_back_far_more_than_the_fleet_is_a_storm() {
     for kind in databases() {
         let s = TestServer::start(kind).await;
-        let provision = s.token(&[Scope::Provision]).await;
         let publisher = s.token(&[Scope::Publish]).await;
         let fleet = s.token(&[Scope::Fleet]).await;
         publish(&s, &publisher, "board-d", "1.0.0").await;
         let (_, bad_release) = publish(&s, &publisher, "board-d", "1.1.0").await;
         let mut devices = Vec::new();
         for i in 0..6 {
-            let mut d = SignedDevice::register(&s, &provision, "board-d", &format!("SN-{i}")).await;
+            let mut d = ProtocolDevice::register(&s, "board-d", &format!("SN-{i}")).await;
             d.report(
                 &s,
                 Event::Installed {
@@ -249,9 +246,8 @@ async fn a_release_that_rolls_back_far_more_than_the_fleet_is_a_storm() {
 async fn a_device_silent_for_longer_than_configured_is_flagged_once() {
     for kind in databases() {
         let s = TestServer::start_with(kind, |c| c.silent_after = Duration::from_secs(1)).await;
-        let provision = s.token(&[Scope::Provision]).await;
         let fleet = s.token(&[Scope::Fleet]).await;
-        let quiet = SignedDevice::register(&s, &provision, "board-e", "SN-Q").await;
+        let quiet = ProtocolDevice::register(&s, "board-e", "SN-Q").await;
         // The sweeper runs every second: the flag appears within a few.
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let open = loop {

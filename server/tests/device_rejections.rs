@@ -5,78 +5,10 @@
 
 mod common;
 
-use common::{TestServer, databases, expect_error};
-use otter_keys::keyset::Role;
-use otter_keys::signer::{FileKey, Signer};
-use otter_keys::wire::{Assignment, Event, Report, Signed};
+use common::{ProtocolDevice, TestServer, databases, expect_error};
+use otter_keys::wire::Event;
 use otter_server::auth::Scope;
 use serde_json::Value;
-
-fn now() -> u64 {
-    jiff::Timestamp::now().as_second() as u64
-}
-
-struct Device {
-    id: String,
-    key: FileKey,
-    counter: u64,
-    director: [u8; 32],
-    _dir: tempfile::TempDir,
-}
-
-impl Device {
-    async fn register(s: &TestServer, token: &str) -> Self {
-        let device = common::register_device(&s.client, &s.url, token, "board-r", "SN-R").await;
-        Self {
-            id: device.id,
-            key: device.key,
-            counter: 0,
-            director: s.keyset().role_key(Role::Director).unwrap().public_key(),
-            _dir: device.dir,
-        }
-    }
-
-    /// The version the director assigns now, if any.
-    async fn assigned(&mut self, s: &TestServer) -> Option<String> {
-        self.counter += 1;
-        let message = common::checkin_message(&self.id, self.counter, now(), "1.0.0");
-        let signed = Signed::sign(message, &self.key).unwrap();
-        let answer: Signed<Assignment> = s
-            .client
-            .post(s.at(&format!("/api/v1/devices/{}/checkin", self.id)))
-            .json(&signed)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let assignment = answer
-            .verify(&self.director, &self.id, self.counter, now())
-            .unwrap();
-        assignment.target.as_ref().map(|t| t.version.to_string())
-    }
-
-    async fn report(&mut self, s: &TestServer, event: Event) {
-        self.counter += 1;
-        let report = Report {
-            device_id: self.id.clone(),
-            counter: self.counter,
-            timestamp: now(),
-            event_seq: self.counter,
-            event,
-        };
-        let signed = Signed::sign(report, &self.key).unwrap();
-        let r = s
-            .client
-            .post(s.at(&format!("/api/v1/devices/{}/reports", self.id)))
-            .json(&signed)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 204);
-    }
-}
 
 /// Publishes `version` of board-r; its image hash.
 async fn publish(s: &TestServer, token: &str, version: &str) -> [u8; 32] {
@@ -107,17 +39,16 @@ async fn a_rolled_back_or_failed_release_is_not_reassigned_until_an_operator_ret
         })
         .await;
         let publisher = s.token(&[Scope::Publish]).await;
-        let provision = s.token(&[Scope::Provision]).await;
         let fleet = s.token(&[Scope::Fleet]).await;
         let v = |text: &str| text.parse().unwrap();
         let v1_sha = publish(&s, &publisher, "1.0.0").await;
         publish(&s, &publisher, "1.1.0").await;
-        let mut device = Device::register(&s, &provision).await;
+        let mut device = ProtocolDevice::register(&s, "board-r", "SN-R").await;
         // 1.0.0 is rolled out and the device vouches for it: that rollout completes, the
         // device stays its member (1.0.0 is what it falls back to).
         s.roll_out_soaked(&s.release_id("board-r", "1.0.0").await, "0s")
             .await;
-        assert_eq!(device.assigned(&s).await.as_deref(), Some("1.0.0"));
+        assert_eq!(device.assigned_version(&s).await.as_deref(), Some("1.0.0"));
         device
             .report(
                 &s,
@@ -129,7 +60,7 @@ async fn a_rolled_back_or_failed_release_is_not_reassigned_until_an_operator_ret
             .await;
         s.roll_out_soaked(&s.release_id("board-r", "1.1.0").await, "0s")
             .await;
-        assert_eq!(device.assigned(&s).await.as_deref(), Some("1.1.0"));
+        assert_eq!(device.assigned_version(&s).await.as_deref(), Some("1.1.0"));
 
         // 1.1.0 is installed, boots on trial and is rolled back: the previous release now.
         device
@@ -143,19 +74,19 @@ async fn a_rolled_back_or_failed_release_is_not_reassigned_until_an_operator_ret
         device
             .report(&s, Event::RolledBack { from: v("1.1.0") })
             .await;
-        assert_eq!(device.assigned(&s).await.as_deref(), Some("1.0.0"));
-        assert_eq!(device.assigned(&s).await.as_deref(), Some("1.0.0"));
+        assert_eq!(device.assigned_version(&s).await.as_deref(), Some("1.0.0"));
+        assert_eq!(device.assigned_version(&s).await.as_deref(), Some("1.0.0"));
 
         // A newer release is still offered; its failed health check rejects it too.
         publish(&s, &publisher, "1.2.0").await;
         assert_eq!(
-            device.assigned(&s).await.as_deref(),
+            device.assigned_version(&s).await.as_deref(),
             Some("1.0.0"),
             "1.2.0 is not rolled out"
         );
         s.roll_out_soaked(&s.release_id("board-r", "1.2.0").await, "0s")
             .await;
-        assert_eq!(device.assigned(&s).await.as_deref(), Some("1.2.0"));
+        assert_eq!(device.assigned_version(&s).await.as_deref(), Some("1.2.0"));
         device
             .report(
                 &s,
@@ -174,7 +105,7 @@ async fn a_rolled_back_or_failed_release_is_not_reassigned_until_an_operator_ret
                 },
             )
             .await;
-        assert_eq!(device.assigned(&s).await.as_deref(), Some("1.0.0"));
+        assert_eq!(device.assigned_version(&s).await.as_deref(), Some("1.0.0"));
         // A download failure says nothing about the image: nothing more is rejected.
         device
             .report(
@@ -185,7 +116,7 @@ async fn a_rolled_back_or_failed_release_is_not_reassigned_until_an_operator_ret
                 },
             )
             .await;
-        assert_eq!(device.assigned(&s).await.as_deref(), Some("1.0.0"));
+        assert_eq!(device.assigned_version(&s).await.as_deref(), Some("1.0.0"));
 
         // Only the fleet may retry, and only a known device.
         expect_error(retry(&s, &publisher, &device.id).await, 403, "forbidden").await;
@@ -194,7 +125,7 @@ async fn a_rolled_back_or_failed_release_is_not_reassigned_until_an_operator_ret
         assert_eq!(r.status(), 200);
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["cleared"].as_array().unwrap().len(), 2, "{body}");
-        assert_eq!(device.assigned(&s).await.as_deref(), Some("1.2.0"));
+        assert_eq!(device.assigned_version(&s).await.as_deref(), Some("1.2.0"));
 
         // The route is in the OpenAPI document.
         let doc: Value = s

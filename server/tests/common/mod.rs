@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 pub mod binary;
-pub mod signed_device;
 
 use std::time::Duration;
 
@@ -347,26 +346,48 @@ impl ProtocolDevice {
         }
     }
 
-    /// Checks in (running 1.0.0) and returns the assigned target, if any.
-    pub async fn assigned(&mut self, s: &TestServer) -> Option<otter_keys::wire::AssignedTarget> {
-        use otter_keys::wire::{Assignment, Signed};
+    /// Sends `message` (its counter set to the next one) signed with `other`, or with the
+    /// device's own key; the response.
+    pub async fn check_in_signed_by(
+        &mut self,
+        s: &TestServer,
+        mut message: otter_keys::wire::CheckIn,
+        other: Option<&otter_keys::signer::FileKey>,
+    ) -> reqwest::Response {
         self.counter += 1;
-        let now = unix_now();
-        let message = checkin_message(&self.id, self.counter, now, "1.0.0");
-        let signed = Signed::sign(message, &self.key).unwrap();
-        let r = s
-            .client
+        message.counter = self.counter;
+        let signed = otter_keys::wire::Signed::sign(message, other.unwrap_or(&self.key)).unwrap();
+        s.client
             .post(s.at(&format!("/api/v1/devices/{}/checkin", self.id)))
             .json(&signed)
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Checks in running `version` with image hash `image_sha256`; the assigned target, if
+    /// any (expects 200 and a valid director signature).
+    pub async fn check_in(
+        &mut self,
+        s: &TestServer,
+        version: &str,
+        image_sha256: [u8; 32],
+    ) -> Option<otter_keys::wire::AssignedTarget> {
+        use otter_keys::wire::{Assignment, Signed};
+        let mut message = checkin_message(&self.id, 0, unix_now(), version);
+        message.image_sha256 = image_sha256;
+        let r = self.check_in_signed_by(s, message, None).await;
         assert_eq!(r.status(), 200);
         let answer: Signed<Assignment> = r.json().await.unwrap();
         let assignment = answer
-            .verify(&self.director, &self.id, self.counter, now)
+            .verify(&self.director, &self.id, self.counter, unix_now())
             .unwrap();
         assignment.target.clone()
+    }
+
+    /// Checks in (running 1.0.0) and returns the assigned target, if any.
+    pub async fn assigned(&mut self, s: &TestServer) -> Option<otter_keys::wire::AssignedTarget> {
+        self.check_in(s, "1.0.0", [7; 32]).await
     }
 
     /// The version assigned now, if any.
