@@ -7,8 +7,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::signed_device::SignedDevice;
-use common::{TestServer, databases};
+use common::{ProtocolDevice, TestServer, databases};
 use otter_server::auth::Scope;
 use serde_json::Value;
 
@@ -76,13 +75,11 @@ async fn login_session_csrf_and_revocation() {
     for kind in databases() {
         let s = TestServer::start(kind).await;
         let client = plain_client();
-        let provision = s.token(&[Scope::Provision]).await;
         let fleet = s.token(&[Scope::Fleet]).await;
         let publish = s.token(&[Scope::Publish]).await;
 
         // Device-supplied text (a serial) is escaped, never markup.
-        let mut device =
-            SignedDevice::register(&s, &provision, "board-u", "<script>alert(1)</script>").await;
+        let mut device = ProtocolDevice::register(&s, "board-u", "<script>alert(1)</script>").await;
         device.check_in(&s, "1.0.0", [3; 32]).await; // an unknown image: one open flag
 
         // No session: the login page.
@@ -97,6 +94,17 @@ async fn login_session_csrf_and_revocation() {
         assert!(r.text().await.unwrap().contains("lacks the fleet scope"));
         let r = login(&client, &s, "tok_nope.secret").await;
         assert_eq!(r.status(), 401);
+
+        // Not from another site's page, even with a good token (login CSRF).
+        let r = client
+            .post(s.at("/ui/login"))
+            .header("sec-fetch-site", "cross-site")
+            .form(&[("token", fleet.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        assert!(r.headers().get("set-cookie").is_none());
 
         // A fleet token does; the cookie is HttpOnly, SameSite=Strict, only for /ui.
         let r = login(&client, &s, &fleet).await;
@@ -254,10 +262,9 @@ async fn the_dashboard_works_in_a_real_browser() {
         }
     };
     let s = TestServer::start(common::DbKind::Sqlite).await;
-    let provision = s.token(&[Scope::Provision]).await;
     let fleet = s.token(&[Scope::Fleet]).await;
     for i in 0..3 {
-        let mut d = SignedDevice::register(&s, &provision, "board-w", &format!("SN-W{i}")).await;
+        let mut d = ProtocolDevice::register(&s, "board-w", &format!("SN-W{i}")).await;
         d.check_in(&s, "2.0.0", [i; 32]).await;
     }
     // A running rollout of board-w 3.0.0 to all of them: two admitted, one healthy.
@@ -265,7 +272,7 @@ async fn the_dashboard_works_in_a_real_browser() {
     let rollout = s.roll_out(&release).await;
     let mut members = Vec::new();
     for i in 0..2 {
-        let mut d = common::ProtocolDevice::register(&s, "board-w", &format!("SN-R{i}")).await;
+        let mut d = ProtocolDevice::register(&s, "board-w", &format!("SN-R{i}")).await;
         assert!(d.assigned(&s).await.is_some());
         members.push(d);
     }

@@ -810,7 +810,8 @@ pub async fn run_command(
             .await
             .map_err(internal)?
         {
-            tracing::info!(rollout = %id, %entry, "rollout command");
+            // The reason is the operator's free text: escaped, so it can not forge log lines.
+            tracing::info!(rollout = %id, entry = %crate::logsafe::untrusted(&entry), "rollout command");
             let stored = load(state, id).await?;
             return detail(state, stored).await;
         }

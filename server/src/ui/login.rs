@@ -53,6 +53,16 @@ pub async fn submit(
     jar: CookieJar,
     Form(form): Form<LoginForm>,
 ) -> Response {
+    // Login CSRF: another site's page must not log this browser into a session of its
+    // choosing (whose actions would then be recorded under that token).
+    if session::is_cross_site(&headers) {
+        let refused = login_page(Some("refused: this login form was sent from another site"));
+        return (
+            axum::http::StatusCode::FORBIDDEN,
+            Html(refused.into_string()),
+        )
+            .into_response();
+    }
     match session::login(&state.db, &form.token).await {
         Ok(secret) => {
             let cookie = session::cookie(secret, session::is_https(&state, &headers));

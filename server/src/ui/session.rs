@@ -143,11 +143,17 @@ pub fn is_https(state: &AppState, headers: &HeaderMap) -> bool {
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
 }
 
+/// Whether the browser says the request comes from another site (`Sec-Fetch-Site` other
+/// than `same-origin` or `none`; browsers that do not send it rely on SameSite and CSRF).
+pub fn is_cross_site(headers: &HeaderMap) -> bool {
+    let site = headers.get("sec-fetch-site").map(|v| v.as_bytes());
+    matches!(site, Some(s) if s != b"same-origin" && s != b"none")
+}
+
 /// Refuses a form post that is not from this dashboard: one the browser marks as coming
 /// from another site, or whose CSRF field is not this session's secret.
 pub fn check_form(session: &Session, headers: &HeaderMap, csrf: &str) -> Result<(), ApiError> {
-    let site = headers.get("sec-fetch-site").map(|v| v.as_bytes());
-    if matches!(site, Some(s) if s != b"same-origin" && s != b"none") {
+    if is_cross_site(headers) {
         return Err(ApiError::Forbidden(
             "refused: the browser says this form was sent from another site".into(),
         ));
