@@ -81,6 +81,11 @@ pub async fn direct(
         if member.is_some() && stored.progress.state == crate::rollouts::RolloutState::Aborted {
             return Ok(None);
         }
+        // Most check-ins are of devices a rollout holds (above the cutoff, another cohort):
+        // the engine says so from the device alone, before any further query.
+        if member.is_none() && !may_admit(&stored, &facts, now) {
+            continue;
+        }
         let Some(release) = release_of(db, &stored).await? else {
             continue;
         };
@@ -110,6 +115,19 @@ async fn release_of(db: &Db, stored: &Stored) -> Result<Option<AssignedRelease>,
     .bind(&stored.spec.release.id)
     .fetch_optional(db.pool())
     .await?)
+}
+
+/// Whether `stored` could admit the non-member `device` at `now`. Asked without the recent
+/// admissions, the engine can only be more permissive (the rate limit is what they add), so
+/// `false` is final and saves [`admit`]'s queries.
+fn may_admit(stored: &Stored, device: &DeviceFacts, now: Timestamp) -> bool {
+    match stored.rollout() {
+        Ok(Some(rollout)) => !matches!(
+            admission(&rollout, &stored.progress, &[], device, now),
+            Admission::Hold(_)
+        ),
+        _ => false,
+    }
 }
 
 /// Asks the engine whether `device` joins `stored` now and records the admission with a
