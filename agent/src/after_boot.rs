@@ -66,7 +66,12 @@ impl Agent {
             image_sha256,
         })
         .await;
-        match health::run_all(&self.config.health_checks).await {
+        let judged = health::Trial {
+            version: version.to_string(),
+            slot: trial.slot.to_string(),
+            sha256: hex::encode(image_sha256),
+        };
+        match health::run_all(&self.config.health_checks, &judged).await {
             Ok(()) => {
                 self.device
                     .control()?

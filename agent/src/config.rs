@@ -130,7 +130,9 @@ impl LayoutConfig {
     }
 }
 
-/// A health check: a command that must exit 0 within its timeout.
+/// A health check: a command that must exit 0 within its timeout. It runs with
+/// `OTTER_TRIAL_VERSION`, `OTTER_TRIAL_SLOT` and `OTTER_TRIAL_SHA256` set to the trial image
+/// it judges (see [`crate::health::Trial`]).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheck {

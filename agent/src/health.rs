@@ -1,6 +1,7 @@
 //! Health checks gate the confirmation of a trial image: every configured command must exit
 //! 0 within its timeout. One failure and the image stays unconfirmed, so the bootloader rolls
-//! back at the next reset.
+//! back at the next reset. Each command learns which image it judges from its environment
+//! ([`Trial`]): `OTTER_TRIAL_VERSION`, `OTTER_TRIAL_SLOT` and `OTTER_TRIAL_SHA256`.
 
 use tokio::process::Command;
 
@@ -38,13 +39,36 @@ pub enum HealthError {
     },
 }
 
-/// Runs every check in order; the first failure is the answer.
-pub async fn run_all(checks: &[HealthCheck]) -> Result<(), HealthError> {
+/// The trial image under judgement, as the checks see it in their environment: a check
+/// that tests the new firmware's own features needs to know which firmware that is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trial {
+    /// Its version, from the vendor-signed header (`OTTER_TRIAL_VERSION`).
+    pub version: String,
+    /// Its slot, `A` or `B` (`OTTER_TRIAL_SLOT`).
+    pub slot: String,
+    /// The SHA-256 of the whole signed image in hex (`OTTER_TRIAL_SHA256`).
+    pub sha256: String,
+}
+
+impl Trial {
+    fn env(&self) -> [(&'static str, &str); 3] {
+        [
+            ("OTTER_TRIAL_VERSION", &self.version),
+            ("OTTER_TRIAL_SLOT", &self.slot),
+            ("OTTER_TRIAL_SHA256", &self.sha256),
+        ]
+    }
+}
+
+/// Runs every check in order on `trial`; the first failure is the answer.
+pub async fn run_all(checks: &[HealthCheck], trial: &Trial) -> Result<(), HealthError> {
     for (i, check) in checks.iter().enumerate() {
         let (program, args) = check.command.split_first().ok_or(HealthError::Empty(i))?;
         let command = check.command.join(" ");
         let mut child = Command::new(program)
             .args(args)
+            .envs(trial.env())
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| HealthError::Spawn {
@@ -83,26 +107,54 @@ mod tests {
         }
     }
 
+    fn trial() -> Trial {
+        Trial {
+            version: "1.2.0".into(),
+            slot: "B".into(),
+            sha256: "ab".repeat(32),
+        }
+    }
+
     #[tokio::test]
     async fn all_must_pass_in_time() {
-        run_all(&[check(&["true"], 5), check(&["sh", "-c", "exit 0"], 5)])
+        let t = &trial();
+        run_all(&[check(&["true"], 5), check(&["sh", "-c", "exit 0"], 5)], t)
             .await
             .unwrap();
         assert!(matches!(
-            run_all(&[check(&["true"], 5), check(&["false"], 5)]).await,
+            run_all(&[check(&["true"], 5), check(&["false"], 5)], t).await,
             Err(HealthError::Failed { .. })
         ));
         assert!(matches!(
-            run_all(&[check(&["sleep", "5"], 1)]).await,
+            run_all(&[check(&["sleep", "5"], 1)], t).await,
             Err(HealthError::TimedOut { seconds: 1, .. })
         ));
         assert!(matches!(
-            run_all(&[check(&["/no/such/program"], 1)]).await,
+            run_all(&[check(&["/no/such/program"], 1)], t).await,
             Err(HealthError::Spawn { .. })
         ));
         assert!(matches!(
-            run_all(&[check(&[], 1)]).await,
+            run_all(&[check(&[], 1)], t).await,
             Err(HealthError::Empty(0))
+        ));
+    }
+
+    #[tokio::test]
+    async fn checks_see_the_trial_they_judge() {
+        let expect = format!(
+            "test \"$OTTER_TRIAL_VERSION $OTTER_TRIAL_SLOT $OTTER_TRIAL_SHA256\" = \"1.2.0 B {}\"",
+            "ab".repeat(32)
+        );
+        run_all(&[check(&["sh", "-c", &expect], 5)], &trial())
+            .await
+            .unwrap();
+        let other = Trial {
+            version: "1.3.0".into(),
+            ..trial()
+        };
+        assert!(matches!(
+            run_all(&[check(&["sh", "-c", &expect], 5)], &other).await,
+            Err(HealthError::Failed { .. })
         ));
     }
 }
