@@ -11,7 +11,8 @@
 //!
 //! Around the pure engine, the adapters: [`store`] (the database, compare-and-swap),
 //! [`reports`] (device reports as member states), [`ticker`] (the background evaluation),
-//! [`routes`] (the HTTP API). The director is `devices::assign`.
+//! [`routes`] (the HTTP API), [`text`] (the API's view drawn for a terminal). The director is
+//! `devices::assign`.
 
 pub mod admission;
 pub mod bucket;
@@ -22,6 +23,7 @@ pub mod reports;
 pub mod routes;
 pub mod state;
 pub mod store;
+pub mod text;
 pub mod ticker;
 pub mod timeline;
 
