@@ -25,6 +25,10 @@ use otter_keys::wire::{RolloutPolicy, Signed};
 use otter_server::auth::{Scope, token};
 use otter_server::state::AppState;
 use otter_server::{App, Config};
+
+// Not every test that includes this module uses both.
+#[allow(unused_imports)]
+pub use otter_e2e::demo::vendor::{firmware, next_release};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -419,38 +423,6 @@ impl Device {
     pub fn state_dir(&self) -> &Path {
         self.dir.path()
     }
-}
-
-/// Deterministic firmware-like bytes: code-ish words from a small generator.
-pub fn firmware(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|i| {
-            if i % 16 < 4 {
-                // Repeating instruction-like prefixes compress and diff like code does.
-                (i / 16 % 7) as u8
-            } else {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            }
-        })
-        .collect()
-}
-
-/// `base` with a few scattered edits and an inserted block: the next release.
-pub fn next_release(base: &[u8], seed: u64) -> Vec<u8> {
-    let mut out = base.to_vec();
-    let step = out.len() / 5;
-    for i in 1..5 {
-        let at = i * step;
-        out[at..at + 64].copy_from_slice(&firmware(64, seed + i as u64));
-    }
-    let insert_at = out.len() / 3;
-    let block = firmware(1024, seed + 99);
-    out.splice(insert_at..insert_at, block);
-    out
 }
 
 /// The directory of the workspace's binaries, built as `cargo test --workspace` builds them
