@@ -72,6 +72,24 @@ pub enum Role {
     Director,
 }
 
+/// The roles whose keys a vendor rotates and may keep in a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// Signs images.
+    Firmware,
+    /// Signs rollout policies.
+    Rollout,
+}
+
+impl KeyKind {
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::Firmware => "firmware",
+            Self::Rollout => "rollout",
+        }
+    }
+}
+
 /// The root keys and how many must sign.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -322,6 +340,29 @@ impl KeySet {
         self.manifest.rollout.push(name);
         self.save()?;
         Ok(key)
+    }
+
+    /// Adds a key that lives in a PKCS#11 token (`key`, opened or generated at `uri`) as the
+    /// newest firmware or rollout key: `keys/<name>.pub` holds its public half and
+    /// `keys/<name>.pkcs11` the URI to sign with; no private key file exists. Returns its name.
+    pub fn add_token_key(
+        &mut self,
+        kind: KeyKind,
+        uri: &crate::hsm::KeyUri,
+        key: &dyn Signer,
+    ) -> Result<String, KeySetError> {
+        let name = self.fresh_name(kind.prefix());
+        let path = self.dir.join("keys").join(format!("{name}.pkcs11"));
+        fs::write(&path, format!("{uri}\n")).map_err(|source| KeySetError::Io { path, source })?;
+        let path = self.public_key_path(&name);
+        fs::write(&path, format!("{}\n", hex::encode(key.public_key())))
+            .map_err(|source| KeySetError::Io { path, source })?;
+        match kind {
+            KeyKind::Firmware => self.manifest.firmware.push(name.clone()),
+            KeyKind::Rollout => self.manifest.rollout.push(name.clone()),
+        }
+        self.save()?;
+        Ok(name)
     }
 
     /// A fresh key `prefix-N` with its `.pub` file beside it.

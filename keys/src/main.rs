@@ -8,10 +8,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use otter_boot::image::{HardwareId, Header, Version};
+use otter_keys::hsm::{self, KeyUri, UriError};
 use otter_keys::image::{ImageSpec, inspect, sign_image};
-use otter_keys::keyset::KeySet;
+use otter_keys::keyset::{KeyKind, KeySet};
 use otter_keys::rollout::{BasisPoints, MaintenanceWindow};
-use otter_keys::signer::{FileKey, Signer};
+use otter_keys::signer::{self, Signer};
 use otter_keys::signing_log::SigningLog;
 use otter_keys::trust_bundle::TrustBundle;
 use otter_keys::tuf;
@@ -47,9 +48,15 @@ enum Command {
     },
     /// Wrap a raw firmware binary into a signed Otter image.
     SignImage {
-        /// The firmware signing key (KEYDIR/keys/firmware-N.key).
+        /// The firmware signing key: a key file (KEYDIR/keys/firmware-N.key) or a key in an
+        /// HSM as a PKCS#11 URI, pkcs11:token=LABEL;object=firmware-N (module from
+        /// OTTER_PKCS11_MODULE, PIN from OTTER_PKCS11_PIN or a prompt).
         #[arg(long)]
-        key: PathBuf,
+        key: String,
+        /// The signing history that supplies the default security counter [default:
+        /// signed-images.json beside the key file; for a PKCS#11 key, in the current dir].
+        #[arg(long)]
+        log: Option<PathBuf>,
         /// Board the image is for (1-32 characters of A-Z a-z 0-9 . _ -, starting and ending
         /// with a letter or digit).
         #[arg(long)]
@@ -76,6 +83,12 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Show a signing key's public half and id; for a key in a token (a PKCS#11 URI), also
+    /// whether it is sensitive and not extractable, and that the token refuses to export it.
+    InspectKey {
+        /// A key file or a PKCS#11 URI (pkcs11:token=LABEL;object=NAME).
+        key: String,
     },
     /// Write what a device is provisioned with: root.json, trust.json, anchors.rs.
     TrustBundle {
@@ -107,6 +120,10 @@ enum Command {
     RotateFirmwareKey {
         /// The key directory.
         keydir: PathBuf,
+        /// Generate the key inside a PKCS#11 token instead of a file, at this URI
+        /// (pkcs11:token=LABEL;object=NAME); it never leaves the token.
+        #[arg(long)]
+        pkcs11: Option<String>,
     },
     /// Sign a rollout policy: the most the server may do with one rollout on its own.
     /// Devices install the rollout's image only within it.
@@ -117,14 +134,19 @@ enum Command {
     RotateRolloutKey {
         /// The key directory.
         keydir: PathBuf,
+        /// Generate the key inside a PKCS#11 token instead of a file, at this URI
+        /// (pkcs11:token=LABEL;object=NAME); it never leaves the token.
+        #[arg(long)]
+        pkcs11: Option<String>,
     },
 }
 
 #[derive(clap::Args)]
 struct SignRollout {
-    /// The rollout key (KEYDIR/keys/rollout-N.key).
+    /// The rollout key: a key file (KEYDIR/keys/rollout-N.key) or a PKCS#11 URI
+    /// (pkcs11:token=LABEL;object=rollout-N), as for sign-image.
     #[arg(long)]
-    key: PathBuf,
+    key: String,
     /// The id the server gave the rollout.
     #[arg(long)]
     rollout_id: String,
@@ -214,6 +236,7 @@ fn run(command: Command) -> Result<(), String> {
         } => init(&dir, root_keys, root_threshold, expiry(expires)?),
         Command::SignImage {
             key,
+            log,
             hardware_id,
             version,
             security_counter,
@@ -221,6 +244,7 @@ fn run(command: Command) -> Result<(), String> {
             output,
         } => sign(
             &key,
+            log,
             &hardware_id,
             version,
             security_counter,
@@ -228,6 +252,7 @@ fn run(command: Command) -> Result<(), String> {
             &output,
         ),
         Command::Inspect { image, trust, json } => show(&image, trust.as_deref(), json),
+        Command::InspectKey { key } => inspect_key(&key),
         Command::TrustBundle {
             keydir,
             hardware_id,
@@ -263,8 +288,11 @@ fn run(command: Command) -> Result<(), String> {
             println!("root keys now: {}", set.manifest().root.keys.join(", "));
             Ok(())
         }
-        Command::RotateFirmwareKey { keydir } => {
+        Command::RotateFirmwareKey { keydir, pkcs11 } => {
             let mut set = KeySet::open(&keydir).map_err(|e| e.to_string())?;
+            if let Some(uri) = pkcs11 {
+                return add_token_key(&mut set, KeyKind::Firmware, &uri);
+            }
             let key = set.add_firmware_key().map_err(|e| e.to_string())?;
             println!(
                 "new firmware key {} at {}",
@@ -275,8 +303,11 @@ fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::SignRollout(args) => sign_rollout(args),
-        Command::RotateRolloutKey { keydir } => {
+        Command::RotateRolloutKey { keydir, pkcs11 } => {
             let mut set = KeySet::open(&keydir).map_err(|e| e.to_string())?;
+            if let Some(uri) = pkcs11 {
+                return add_token_key(&mut set, KeyKind::Rollout, &uri);
+            }
             let key = set.add_rollout_key().map_err(|e| e.to_string())?;
             println!("new rollout key at {}", key.path().display());
             println!("sign new policies with it; regenerate and ship the trust bundle first");
@@ -319,8 +350,56 @@ fn init(
     Ok(())
 }
 
+fn inspect_key(key: &str) -> Result<(), String> {
+    if !KeyUri::is_uri(key) {
+        let signer = signer::open(key).map_err(|e| e.to_string())?;
+        println!("key file {key}");
+        println!("  public key {}", hex::encode(signer.public_key()));
+        println!("  key id     {}", signer.key_id());
+        return Ok(());
+    }
+    let uri: KeyUri = key.parse().map_err(|e: UriError| e.to_string())?;
+    let audit = hsm::audit(&uri).map_err(|e| e.to_string())?;
+    println!("key {:?} in token {:?}", uri.object, uri.token);
+    println!("  public key {}", hex::encode(audit.public_key));
+    println!(
+        "  key id     {}",
+        otter_boot::trust::KeyId::of(&audit.public_key)
+    );
+    let yes_no = |b: bool| if b { "yes" } else { "NO" };
+    println!(
+        "  sensitive and not extractable: {}",
+        yes_no(audit.stays_inside)
+    );
+    println!(
+        "  the token refuses to export it: {}",
+        yes_no(audit.export_refused)
+    );
+    if audit.stays_inside && audit.export_refused {
+        Ok(())
+    } else {
+        Err("this key can leave its token; make a new one with rotate-firmware-key --pkcs11".into())
+    }
+}
+
+/// Generates a key inside the token `uri` names and adds it to the key set.
+fn add_token_key(set: &mut KeySet, kind: KeyKind, uri: &str) -> Result<(), String> {
+    let uri: KeyUri = uri.parse().map_err(|e: UriError| e.to_string())?;
+    let key = hsm::generate_key(&uri).map_err(|e| e.to_string())?;
+    let name = (set.add_token_key(kind, &uri, &key)).map_err(|e| e.to_string())?;
+    println!(
+        "new {name} (key id {}) generated inside token {:?} as {:?}; it can not be exported",
+        key.key_id(),
+        uri.token,
+        uri.object
+    );
+    println!("sign with --key '{uri}'; regenerate and ship the trust bundle first");
+    Ok(())
+}
+
 fn sign(
-    key: &Path,
+    key: &str,
+    log: Option<PathBuf>,
     hardware_id: &str,
     version: Version,
     counter: Option<u32>,
@@ -328,8 +407,12 @@ fn sign(
     output: &Path,
 ) -> Result<(), String> {
     let hw = HardwareId::new(hardware_id).map_err(|e| e.to_string())?;
-    let signer = FileKey::load(key).map_err(|e| e.to_string())?;
-    let mut log = SigningLog::for_key(key)?;
+    let signer = signer::open(key).map_err(|e| e.to_string())?;
+    let mut log = match log {
+        Some(path) => SigningLog::at(path)?,
+        None if KeyUri::is_uri(key) => SigningLog::at(PathBuf::from("signed-images.json"))?,
+        None => SigningLog::for_key(Path::new(key))?,
+    };
     let last = log.last(hardware_id);
     if let Some((v, _)) = last.filter(|(v, _)| *v >= version) {
         eprintln!("warning: {hardware_id} was last signed at {v}; {version} is not newer");
@@ -341,7 +424,7 @@ fn sign(
         version,
         security_counter,
     };
-    let image = sign_image(&payload, &spec, &signer).map_err(|e| e.to_string())?;
+    let image = sign_image(&payload, &spec, signer.as_ref()).map_err(|e| e.to_string())?;
     fs::write(output, &image).map_err(|e| format!("{}: {e}", output.display()))?;
     log.record(hardware_id, version, security_counter)?;
     println!(
@@ -374,7 +457,7 @@ fn show(image: &Path, trust: Option<&Path>, json: bool) -> Result<(), String> {
 }
 
 fn sign_rollout(args: SignRollout) -> Result<(), String> {
-    let signer = FileKey::load(&args.key).map_err(|e| e.to_string())?;
+    let signer = signer::open(&args.key).map_err(|e| e.to_string())?;
     let (image_sha256, hardware_id) = match (&args.image, &args.image_sha256) {
         (Some(path), _) => image_facts(path, args.hardware_id.as_deref())?,
         (None, Some(text)) => {
@@ -397,7 +480,7 @@ fn sign_rollout(args: SignRollout) -> Result<(), String> {
         window: args.window,
         expires: u64::try_from(expires.as_second()).map_err(|e| e.to_string())?,
     };
-    let signed = Signed::sign(policy, &signer).map_err(|e| e.to_string())?;
+    let signed = Signed::sign(policy, signer.as_ref()).map_err(|e| e.to_string())?;
     let mut text = serde_json::to_string_pretty(&signed).map_err(|e| e.to_string())?;
     text.push('\n');
     fs::write(&args.output, text).map_err(|e| format!("{}: {e}", args.output.display()))?;

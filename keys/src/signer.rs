@@ -47,6 +47,9 @@ pub enum KeyError {
     /// The signing backend failed.
     #[error("signing failed: {0}")]
     Sign(String),
+    /// A key in a hardware security module could not be opened.
+    #[error(transparent)]
+    Hsm(#[from] crate::hsm::HsmError),
 }
 
 /// An ed25519 signing key, wherever it lives.
@@ -61,6 +64,16 @@ pub trait Signer: Send + Sync {
     fn key_id(&self) -> KeyId {
         KeyId::of(&self.public_key())
     }
+}
+
+/// Opens the key `spec` names: a PKCS#11 URI (`pkcs11:token=...;object=...`, the key stays
+/// in its token) or the path of a key file.
+pub fn open(spec: &str) -> Result<Box<dyn Signer>, KeyError> {
+    if crate::hsm::KeyUri::is_uri(spec) {
+        let uri = spec.parse().map_err(crate::hsm::HsmError::from)?;
+        return Ok(Box::new(crate::hsm::open_key(&uri)?));
+    }
+    Ok(Box::new(FileKey::load(Path::new(spec))?))
 }
 
 /// A fresh ed25519 key from the operating system's randomness.

@@ -31,7 +31,11 @@ impl SigningLog {
     /// The log that belongs to the key file at `key_path` (empty if none yet).
     pub fn for_key(key_path: &Path) -> Result<Self, String> {
         let dir = key_path.parent().unwrap_or(Path::new("."));
-        let path = dir.join("signed-images.json");
+        Self::at(dir.join("signed-images.json"))
+    }
+
+    /// The log kept in the file `path` (empty if none yet).
+    pub fn at(path: PathBuf) -> Result<Self, String> {
         let entries = match fs::read_to_string(&path) {
             Ok(text) => {
                 serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?

@@ -108,10 +108,8 @@ impl TrustBundle {
         let root_path = set.dir().join("root.json");
         let root_json = fs::read(&root_path).map_err(|_| BundleError::NoRoot(root_path))?;
         let director = set.role_key(Role::Director)?.public_key();
-        let firmware_keys: Vec<TrustedKey> = set
-            .firmware_keys()?
-            .iter()
-            .map(|k| TrustedKey::new(k.public_key()))
+        let firmware_keys: Vec<TrustedKey> = (set.firmware_public_keys()?.into_iter())
+            .map(TrustedKey::new)
             .collect();
         let rollout_keys = set.rollout_public_keys()?;
         let bundle = Self {

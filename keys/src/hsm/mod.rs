@@ -1,0 +1,106 @@
+//! Keys kept in a hardware security module through PKCS#11 (`cryptoki`): the vendor's
+//! signing keys can live in a token and sign there, so no file on any machine holds them.
+//!
+//! A key is named by a PKCS#11 URI ([`uri`]), e.g. `pkcs11:token=otter;object=firmware-2`,
+//! wherever a command takes a key file; [`token`] opens the module, logs in and signs with
+//! `CKM_EDDSA`. The PIN comes from `OTTER_PKCS11_PIN` or a prompt, never from a flag.
+
+pub mod token;
+pub mod uri;
+
+use std::path::PathBuf;
+
+pub use token::{HsmKey, Token};
+pub use uri::{KeyUri, UriError};
+
+/// Why a key in a token could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum HsmError {
+    /// The URI is not usable.
+    #[error(transparent)]
+    Uri(#[from] UriError),
+    /// Neither the URI nor `OTTER_PKCS11_MODULE` names the module.
+    #[error(
+        "no PKCS#11 module: set OTTER_PKCS11_MODULE (e.g. /usr/lib/softhsm/libsofthsm2.so) \
+         or add ?module-path=... to the key URI"
+    )]
+    NoModule,
+    /// The module could not be loaded or initialised.
+    #[error("PKCS#11 module {module}: {why}")]
+    Module {
+        /// The module.
+        module: PathBuf,
+        /// What failed.
+        why: String,
+    },
+    /// No token has that label.
+    #[error("no token labelled {label:?} (tokens present: {seen:?})")]
+    NoToken {
+        /// The label asked for.
+        label: String,
+        /// The labels present.
+        seen: Vec<String>,
+    },
+    /// The token refused the PIN.
+    #[error("token {0:?}: wrong PIN")]
+    WrongPin(String),
+    /// No PIN was given and none can be asked for.
+    #[error("token {0:?} needs its user PIN: set OTTER_PKCS11_PIN or run from a terminal")]
+    NoPin(String),
+    /// The key is not in the token.
+    #[error("token {0:?} has no key labelled {1:?}")]
+    NoKey(String, String),
+    /// `generate` with a label already taken.
+    #[error("token {0:?} already has a key labelled {1:?}; refusing to make a second")]
+    KeyExists(String, String),
+    /// Anything else the token said.
+    #[error("token {0:?}: {1}")]
+    Token(String, String),
+}
+
+/// Opens the key `uri` names, asking for the PIN as [`pin`] does.
+pub fn open_key(uri: &KeyUri) -> Result<HsmKey, HsmError> {
+    let module = token::module_path(uri.module.as_deref())?;
+    Token::open(&module, &uri.token, &pin(&uri.token)?)?.key(&uri.object)
+}
+
+/// Generates a key where `uri` says, asking for the PIN as [`pin`] does.
+pub fn generate_key(uri: &KeyUri) -> Result<HsmKey, HsmError> {
+    let module = token::module_path(uri.module.as_deref())?;
+    Token::open(&module, &uri.token, &pin(&uri.token)?)?.generate(&uri.object)
+}
+
+/// What a key in a token allows, as an auditor asks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audit {
+    /// Its public half.
+    pub public_key: [u8; 32],
+    /// `CKA_SENSITIVE` and not `CKA_EXTRACTABLE`.
+    pub stays_inside: bool,
+    /// The token refused to give the private key's value when asked.
+    pub export_refused: bool,
+}
+
+/// Asks the token about the key `uri` names: its public half, its attributes, and whether
+/// the token hands out its private value (it must not).
+pub fn audit(uri: &KeyUri) -> Result<Audit, HsmError> {
+    let module = token::module_path(uri.module.as_deref())?;
+    let token = Token::open(&module, &uri.token, &pin(&uri.token)?)?;
+    let stays_inside = token.stays_inside(&uri.object)?;
+    let export_refused = token.try_export(&uri.object).is_err();
+    let public_key = crate::signer::Signer::public_key(&token.key(&uri.object)?);
+    Ok(Audit {
+        public_key,
+        stays_inside,
+        export_refused,
+    })
+}
+
+/// The user PIN of `token`: `OTTER_PKCS11_PIN`, else typed at a prompt (not echoed).
+pub fn pin(token: &str) -> Result<String, HsmError> {
+    if let Ok(pin) = std::env::var("OTTER_PKCS11_PIN") {
+        return Ok(pin);
+    }
+    rpassword::prompt_password(format!("PIN of token {token:?}: "))
+        .map_err(|_| HsmError::NoPin(token.to_owned()))
+}
