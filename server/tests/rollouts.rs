@@ -900,3 +900,37 @@ async fn an_expired_policy_is_refused() {
         s.stop().await;
     }
 }
+
+#[tokio::test]
+async fn nothing_is_assigned_once_the_policy_expires_not_even_to_members() {
+    for kind in databases() {
+        let s = TestServer::start(kind).await;
+        let fleet = s.token(&[Scope::Fleet]).await;
+        let release = insert_release(&s, BOARD, "2.0.0", &"22".repeat(32)).await;
+        let id = otter_server::db::new_id("rol");
+        let mut policy = s.sign_policy(&id, &release, "100%").await.message;
+        let expires = common::unix_now() + 2;
+        policy.expires = expires;
+        let key = s.keyset().rollout_keys().unwrap().remove(0);
+        let mut body = create_body(&release, &[("100%", "1h")]);
+        body["policy"] =
+            serde_json::to_value(otter_keys::wire::Signed::sign(policy, &key).unwrap()).unwrap();
+        let r = post(&s, &fleet, "/api/v1/rollouts", &body).await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        s.rollout_command(&fleet, &id, "start").await;
+        let mut member = ProtocolDevice::register(&s, BOARD, "SN-EXP-1").await;
+        assert_eq!(member.assigned_version(&s).await.as_deref(), Some("2.0.0"));
+
+        // Past the expiry every device would refuse the policy (and report a failure), so
+        // the server hands it to nobody: neither the member nor a newcomer.
+        while common::unix_now() < expires {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        assert_eq!(member.assigned_version(&s).await, None);
+        let mut newcomer = ProtocolDevice::register(&s, BOARD, "SN-EXP-2").await;
+        assert_eq!(newcomer.assigned_version(&s).await, None);
+        let view = get(&s, &fleet, &format!("/api/v1/rollouts/{id}")).await;
+        assert_eq!(view["per_stage"][0]["admitted"], 1, "{view}");
+        s.stop().await;
+    }
+}

@@ -81,6 +81,10 @@ pub async fn direct(
         if member.is_some() && stored.progress.state == crate::rollouts::RolloutState::Aborted {
             return Ok(None);
         }
+        // A member is assigned only what its device would accept: not under an expired policy.
+        if member.is_some() && !may_keep(&stored, &facts, now) {
+            continue;
+        }
         // Most check-ins are of devices a rollout holds (above the cutoff, another cohort):
         // the engine says so from the device alone, before any further query.
         if member.is_none() && !may_admit(&stored, &facts, now) {
@@ -128,6 +132,24 @@ fn may_admit(stored: &Stored, device: &DeviceFacts, now: Timestamp) -> bool {
         ),
         _ => false,
     }
+}
+
+/// Whether the member `device` is still assigned `stored`'s release at `now` (the engine
+/// says [`Admission::Member`]; not so under an expired policy).
+fn may_keep(stored: &Stored, device: &DeviceFacts, now: Timestamp) -> bool {
+    let Ok(Some(rollout)) = stored.rollout() else {
+        return false;
+    };
+    let member = Member {
+        device_id: device.id.clone(),
+        stage: 0,
+        state: DeviceState::Assigned,
+        admitted_at: now,
+    };
+    matches!(
+        admission(&rollout, &stored.progress, &[member], device, now),
+        Admission::Member { .. }
+    )
 }
 
 /// Asks the engine whether `device` joins `stored` now and records the admission with a

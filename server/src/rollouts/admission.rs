@@ -61,6 +61,13 @@ pub enum Hold {
         /// The policy's ceiling.
         ceiling: BasisPoints,
     },
+    /// The signed policy has expired: a device would refuse the assignment (and count it a
+    /// failure), so nothing is assigned, not even to members, until a new policy is uploaded.
+    #[error("the signed rollout policy expired (valid until {expires})")]
+    PolicyExpired {
+        /// Its expiry, Unix seconds.
+        expires: u64,
+    },
     /// Outside the maintenance window.
     #[error("outside the maintenance window")]
     OutsideWindow,
@@ -81,8 +88,8 @@ pub enum Hold {
 /// and those admitted within [`RATE_WINDOW`] before `now`: the answer is the same, so a
 /// database need not load the whole rollout per check-in.
 ///
-/// In order: an existing member stays ([`Admission::Member`]) unless the rollout was
-/// aborted; a non-member is admitted only while the rollout runs or after it completed (at
+/// In order: nobody is assigned under an expired policy; an existing member stays
+/// ([`Admission::Member`]) unless the rollout was aborted; a non-member is admitted only while the rollout runs or after it completed (at
 /// its last stage), if it is of the board and
 /// in the cohort (so devices registering later join), its bucket is under the current
 /// stage's cutoff and under the signed ceiling, `now` is inside the window and the rate
@@ -94,6 +101,11 @@ pub fn admission(
     device: &DeviceFacts,
     now: Timestamp,
 ) -> Admission {
+    if rollout.policy_expired(now) {
+        return Admission::Hold(Hold::PolicyExpired {
+            expires: rollout.policy().expires,
+        });
+    }
     if let Some(member) = members.iter().find(|m| m.device_id == device.id) {
         return match progress.state {
             RolloutState::Aborted => Admission::Hold(Hold::NotRunning(progress.state)),
@@ -188,6 +200,7 @@ mod tests {
     use crate::rollouts::model::tests::{device, policy, spec};
     use crate::rollouts::model::{Cohort, RolloutSpec};
     use crate::rollouts::state::DeviceState;
+    use otter_keys::wire::RolloutPolicy;
 
     fn t0() -> Timestamp {
         // Tuesday.
@@ -301,6 +314,37 @@ mod tests {
             let got = admission(&rollout("100%"), &progress, &[], &device(&id, &[]), t0());
             assert_eq!(got, Admission::Hold(Hold::NotRunning(state)));
         }
+    }
+
+    #[test]
+    fn nobody_is_assigned_under_an_expired_policy_not_even_members() {
+        let id = device_in(0, 100);
+        let expires = u64::try_from(t0().as_second()).unwrap() + 60;
+        let r = Rollout::new(
+            spec(),
+            RolloutPolicy {
+                expires,
+                ..policy("100%")
+            },
+        )
+        .unwrap();
+        let before = t0() + SignedDuration::from_secs(59);
+        let got = admission(&r, &running(0), &[], &device(&id, &[]), before);
+        assert!(matches!(got, Admission::Admit { .. }), "{got:?}");
+        let members = [member(&id, 0, t0())];
+        let got = admission(&r, &running(0), &members, &device(&id, &[]), before);
+        assert_eq!(got, Admission::Member { stage: 0 });
+        // At the expiry second the device refuses it, so the server assigns nothing.
+        let at = t0() + SignedDuration::from_secs(60);
+        let expired = Admission::Hold(Hold::PolicyExpired { expires });
+        assert_eq!(
+            admission(&r, &running(0), &[], &device(&id, &[]), at),
+            expired
+        );
+        assert_eq!(
+            admission(&r, &running(0), &members, &device(&id, &[]), at),
+            expired
+        );
     }
 
     #[test]

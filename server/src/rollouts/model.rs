@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::num::NonZeroU32;
 
-use jiff::SignedDuration;
+use jiff::{SignedDuration, Timestamp};
 use otter_keys::rollout::MaintenanceWindow;
 use otter_keys::wire::RolloutPolicy;
 
@@ -223,6 +223,12 @@ impl Rollout {
     /// The highest cutoff the server may reach on its own (from the signed policy).
     pub fn ceiling(&self) -> BasisPoints {
         self.policy.ceiling
+    }
+
+    /// Whether the signed policy has expired at `now`, as a device judges it (`now` at or
+    /// past `expires`).
+    pub fn policy_expired(&self, now: Timestamp) -> bool {
+        u64::try_from(now.as_second()).is_ok_and(|now| now >= self.policy.expires)
     }
 
     /// When devices may be admitted (from the signed policy); `None`: any time.
