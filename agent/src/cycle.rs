@@ -284,6 +284,24 @@ impl Agent {
             }
         };
 
+        // 8b. The policy once more, as time has passed since 2b: a slow download must not
+        // carry the trial past the policy's expiry or out of its window. The slot is dropped
+        // (the downloaded file stays, so a later cycle in the window installs from it).
+        let refusal = match self.recheck_rollout_policy(assigned) {
+            Ok(Verdict::Allowed { .. } | Verdict::Unchecked(_)) => None,
+            Ok(Verdict::Wait { window, .. }) => Some(Ok(Outcome::OutsideWindow {
+                version: assigned.version,
+                window,
+            })),
+            Err(e) => Some(Err(at("policy")(e))),
+        };
+        if let Some(answer) = refusal {
+            if let Err(e) = self.device.invalidate(&target) {
+                tracing::error!(error = %e, "could not invalidate the inactive slot");
+            }
+            return answer;
+        }
+
         // 9. Trial boot of the new slot (its hash recorded first, for a later rollback),
         // report, reboot.
         rejected::remember_trial(&self.state, &plan.full.sha256, plan.version)

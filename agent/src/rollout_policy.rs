@@ -112,9 +112,10 @@ pub fn check(
 }
 
 impl Agent {
-    /// [`check`] with this device's bundle, configuration and clock; warns when nothing was
-    /// checked (once per cycle, as this runs once per cycle).
-    pub(crate) fn check_rollout_policy(
+    /// [`check`] with this device's bundle, configuration and clock, silently: for the
+    /// second look just before the trial request, so a slow download can not carry an
+    /// install past the policy's expiry or out of its window.
+    pub(crate) fn recheck_rollout_policy(
         &self,
         target: &AssignedTarget,
     ) -> Result<Verdict, PolicyRefusal> {
@@ -125,7 +126,16 @@ impl Agent {
             device_id: &self.identity.device_id,
             hardware_id: bundle.hardware_id.as_str(),
         };
-        let verdict = check(target, &rules, unix_now())?;
+        check(target, &rules, unix_now())
+    }
+
+    /// [`check`] with this device's bundle, configuration and clock; warns when nothing was
+    /// checked (once per cycle: the second look is [`Agent::recheck_rollout_policy`]).
+    pub(crate) fn check_rollout_policy(
+        &self,
+        target: &AssignedTarget,
+    ) -> Result<Verdict, PolicyRefusal> {
+        let verdict = self.recheck_rollout_policy(target)?;
         match &verdict {
             Verdict::Allowed { rollout_id } => {
                 tracing::info!(%rollout_id, "the signed rollout policy allows this update");

@@ -10,8 +10,9 @@
 mod common;
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use common::proxy::Proxy;
+use common::proxy::{Fault, Proxy, Route};
 use common::smuggle::sha256;
 use common::{BOARD, Device, Fleet, firmware, next_release};
 use otter_agent::cycle::Outcome;
@@ -339,5 +340,61 @@ async fn a_server_with_stolen_online_keys_cannot_widen_a_rollout() {
             "{kind}: {event}"
         );
     }
+    fleet.stop().await;
+}
+
+/// The policy is checked again once the slot is written, just before the trial: a download
+/// slowed by a hostile network (or a slow link) can not carry the install past the policy's
+/// expiry. The device downloaded, but asks for no trial, reboots not, and reports why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_that_expires_during_a_slow_download_gets_no_trial() {
+    let fleet = Fleet::start().await;
+    let v1 = fleet.image("1.0.0", &firmware(2048, 71));
+    let v2 = fleet.image("1.1.0", &firmware(2048, 72));
+    fleet.publish(v1.clone()).await;
+    fleet.publish(v2.clone()).await;
+    let director = keys(&fleet).role_key(Role::Director).unwrap();
+    let proxy = Proxy::start(&fleet.url, director).await;
+    let device = fleet.device("SN-policy-slow", &proxy.url, &v1).await;
+    let (id, agent) = (device.id(), device.agent());
+    let expires = now() + 2;
+    let policy = RolloutPolicy {
+        rollout_id: "rol_slow".into(),
+        hardware_id: BOARD.into(),
+        image_sha256: sha256(&v2),
+        ceiling: "100%".parse().unwrap(),
+        window: None,
+        expires,
+    };
+    assign_with(
+        &proxy,
+        Some(Signed::sign(policy, &rollout_key(&fleet)).unwrap()),
+    );
+    // Two milliseconds a byte: the ~2 KiB download outlasts the policy's last two seconds.
+    proxy.inject(Route::Targets, Fault::Trickle(Duration::from_millis(2)), 10);
+
+    let err = agent.check().await.unwrap_err();
+    assert_eq!(err.stage, "policy", "{err}");
+    assert!(err.source.to_string().contains("expired"), "{err}");
+    assert!(now() >= expires);
+    assert!(
+        proxy.target_bytes_sent() > 0,
+        "the first look allowed the download"
+    );
+    assert_eq!(
+        agent.device().status().unwrap().trial,
+        None,
+        "no trial requested"
+    );
+    assert_eq!(device.reboots.load(Ordering::SeqCst), 0);
+    let reported = events(&fleet, &id).await;
+    let failed = (reported.iter())
+        .find(|e| e["kind"] == "failed")
+        .unwrap_or_else(|| panic!("{reported:?}"));
+    assert_eq!(failed["event"]["stage"], "policy");
+    // The slot it wrote is not bootable: a reset boots 1.0.0 from slot A.
+    drop(agent);
+    let boot = device.reset();
+    assert_eq!((boot.slot, boot.trial), (Slot::A, false));
     fleet.stop().await;
 }
