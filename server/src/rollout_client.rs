@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use otter_server::rollouts::text::{summary, timeline};
+use otter_server::rollouts::text::{list_line, summary, timeline};
 use serde_json::{Value, json};
 
 type AnyError = Box<dyn std::error::Error>;
@@ -186,15 +186,7 @@ pub async fn run(command: RolloutCommand) -> Result<(), AnyError> {
                 .get(&format!("/api/v1/rollouts?limit={limit}"))
                 .await?;
             for r in list.as_array().into_iter().flatten() {
-                println!(
-                    "{}  {:<9}  stage {}/{}  {} {}",
-                    text(&r["id"]),
-                    text(&r["state"]),
-                    r["stage"],
-                    r["stages"].as_array().map_or(0, Vec::len),
-                    text(&r["hardware_id"]),
-                    text(&r["release_version"]),
-                );
+                println!("{}", list_line(r));
             }
             Ok(())
         }

@@ -19,6 +19,19 @@ pub fn bar(healthy: u64, failed: u64, admitted: u64, width: u64) -> String {
     format!("{}{}{}", "#".repeat(h), "x".repeat(f), "-".repeat(rest))
 }
 
+/// One line per rollout, for lists: id, state, stage, board and release.
+pub fn list_line(r: &Value) -> String {
+    format!(
+        "{}  {:<9}  stage {}/{}  {} {}",
+        text(&r["id"]),
+        text(&r["state"]),
+        r["stage"],
+        r["stages"].as_array().map_or(0, Vec::len),
+        text(&r["hardware_id"]),
+        text(&r["release_version"]),
+    )
+}
+
 /// The rollout's state line and one progress line per stage.
 pub fn summary(r: &Value) -> String {
     let rate = &r["failure_rate"];
