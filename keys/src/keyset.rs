@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use crate::hsm::{KeyUri, TokenUri};
 use crate::signer::{FileKey, KeyError, Signer};
 
 /// Why a key directory could not be created, opened or changed.
@@ -122,6 +125,10 @@ pub struct Manifest {
     /// directories made before rollout keys existed (`rotate-rollout-key` adds one).
     #[serde(default)]
     pub rollout: Vec<String>,
+    /// The PKCS#11 token (`pkcs11:token=LABEL`) where this key set makes its keys; `None`:
+    /// key files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11: Option<String>,
     /// Root keys no longer in use; their names are never given to a new key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired: Vec<String>,
@@ -140,6 +147,17 @@ impl KeySet {
     /// Creates a key directory with fresh keys for every role: `root_keys` root keys of
     /// which `threshold` must sign. Refuses a directory that exists with content.
     pub fn create(dir: &Path, root_keys: usize, threshold: usize) -> Result<Self, KeySetError> {
+        Self::create_in(dir, root_keys, threshold, None)
+    }
+
+    /// [`KeySet::create`], with every key made inside the PKCS#11 token `token` when given:
+    /// the directory then holds no private key, only each key's public half and URI.
+    pub fn create_in(
+        dir: &Path,
+        root_keys: usize,
+        threshold: usize,
+        token: Option<&TokenUri>,
+    ) -> Result<Self, KeySetError> {
         if threshold == 0 || threshold > root_keys {
             return Err(KeySetError::BadThreshold {
                 threshold,
@@ -174,6 +192,7 @@ impl KeySet {
             director: "director".into(),
             firmware: vec!["firmware-1".into()],
             rollout: vec!["rollout-1".into()],
+            pkcs11: token.map(ToString::to_string),
             retired: Vec::new(),
         };
         let set = Self {
@@ -181,10 +200,7 @@ impl KeySet {
             manifest,
         };
         for name in set.all_key_names() {
-            let key = FileKey::generate_at(&set.key_path(&name))?;
-            if set.manifest.firmware.contains(&name) || set.manifest.rollout.contains(&name) {
-                set.write_public_key(&name, &key)?;
-            }
+            set.generate(&name)?;
         }
         set.save()?;
         Ok(set)
@@ -269,6 +285,99 @@ impl KeySet {
         Ok(keys)
     }
 
+    /// Makes key `name`: in the key set's token (with `<name>.pkcs11` naming it and its
+    /// `.pub` beside), or as a key file (with a `.pub` for firmware and rollout keys, which
+    /// the update server needs without their private halves).
+    fn generate(&self, name: &str) -> Result<(), KeySetError> {
+        let Some(token) = &self.manifest.pkcs11 else {
+            let key = FileKey::generate_at(&self.key_path(name))?;
+            if self
+                .manifest
+                .firmware
+                .iter()
+                .chain(&self.manifest.rollout)
+                .any(|n| n == name)
+            {
+                self.write_public_key(name, &key)?;
+            }
+            return Ok(());
+        };
+        let token: TokenUri = token.parse().map_err(|e| KeySetError::NotAKeySet {
+            path: self.dir.join(MANIFEST),
+            why: format!("pkcs11: {e}"),
+        })?;
+        // A label of its own, so key sets sharing a token never collide.
+        let mut tag = [0u8; 4];
+        getrandom::fill(&mut tag).map_err(|e| KeyError::Random(e.to_string()))?;
+        let uri = token.key(&format!("{name}-{}", hex::encode(tag)));
+        let key = crate::hsm::generate_key(&uri).map_err(KeyError::from)?;
+        self.write_token_record(name, &uri, &key)
+    }
+
+    /// `keys/<name>.pkcs11` (the URI) and `keys/<name>.pub` of a key in a token.
+    fn write_token_record(
+        &self,
+        name: &str,
+        uri: &KeyUri,
+        key: &dyn Signer,
+    ) -> Result<(), KeySetError> {
+        let path = self.token_record_path(name);
+        fs::write(&path, format!("{uri}\n")).map_err(|source| KeySetError::Io { path, source })?;
+        let path = self.public_key_path(name);
+        fs::write(&path, format!("{}\n", hex::encode(key.public_key())))
+            .map_err(|source| KeySetError::Io { path, source })
+    }
+
+    /// `keys/<name>.pkcs11`: where a key kept in a token is.
+    pub fn token_record_path(&self, name: &str) -> PathBuf {
+        self.dir.join("keys").join(format!("{name}.pkcs11"))
+    }
+
+    /// Opens key `name` to sign with, wherever it lives: in a token when
+    /// `keys/<name>.pkcs11` names one, else the key file.
+    pub fn signer(&self, name: &str) -> Result<Arc<dyn Signer>, KeySetError> {
+        let record = self.token_record_path(name);
+        match fs::read_to_string(&record) {
+            Ok(text) => {
+                let uri: KeyUri = text.trim().parse().map_err(|e| KeySetError::NotAKeySet {
+                    path: record.clone(),
+                    why: format!("{e}"),
+                })?;
+                Ok(Arc::new(
+                    crate::hsm::open_key(&uri).map_err(KeyError::from)?,
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Arc::new(self.load(name)?)),
+            Err(source) => Err(KeySetError::Io {
+                path: record,
+                source,
+            }),
+        }
+    }
+
+    /// The signer of a single-key role, wherever it lives (see [`KeySet::signer`]).
+    pub fn role_signer(&self, role: Role) -> Result<Arc<dyn Signer>, KeySetError> {
+        self.signer(self.role_name(role))
+    }
+
+    /// The public key of a single-key role, from its `.pub` when present (no token or key
+    /// file is opened), else from its key.
+    pub fn role_public_key(&self, role: Role) -> Result<[u8; 32], KeySetError> {
+        let name = self.role_name(role).to_owned();
+        let keys = self.public_keys(std::slice::from_ref(&name))?;
+        keys.first().copied().ok_or(KeySetError::UnknownKey(name))
+    }
+
+    fn role_name(&self, role: Role) -> &str {
+        let m = &self.manifest;
+        match role {
+            Role::Targets => &m.targets,
+            Role::Snapshot => &m.snapshot,
+            Role::Timestamp => &m.timestamp,
+            Role::Director => &m.director,
+        }
+    }
+
     /// Loads key `name`.
     pub fn load(&self, name: &str) -> Result<FileKey, KeySetError> {
         if !self.all_key_names().iter().any(|n| n == name) && !self.key_path(name).exists() {
@@ -279,14 +388,7 @@ impl KeySet {
 
     /// Loads the key of a single-key role.
     pub fn role_key(&self, role: Role) -> Result<FileKey, KeySetError> {
-        let m = &self.manifest;
-        let name = match role {
-            Role::Targets => &m.targets,
-            Role::Snapshot => &m.snapshot,
-            Role::Timestamp => &m.timestamp,
-            Role::Director => &m.director,
-        };
-        self.load(name)
+        self.load(self.role_name(role))
     }
 
     /// Loads the current root keys.
@@ -352,11 +454,7 @@ impl KeySet {
         key: &dyn Signer,
     ) -> Result<String, KeySetError> {
         let name = self.fresh_name(kind.prefix());
-        let path = self.dir.join("keys").join(format!("{name}.pkcs11"));
-        fs::write(&path, format!("{uri}\n")).map_err(|source| KeySetError::Io { path, source })?;
-        let path = self.public_key_path(&name);
-        fs::write(&path, format!("{}\n", hex::encode(key.public_key())))
-            .map_err(|source| KeySetError::Io { path, source })?;
+        self.write_token_record(&name, uri, key)?;
         match kind {
             KeyKind::Firmware => self.manifest.firmware.push(name.clone()),
             KeyKind::Rollout => self.manifest.rollout.push(name.clone()),
@@ -396,7 +494,7 @@ impl KeySet {
         let mut names = Vec::new();
         for _ in 0..new_keys {
             let name = self.fresh_name("root");
-            FileKey::generate_at(&self.key_path(&name))?;
+            self.generate(&name)?;
             names.push(name);
         }
         let mut keys = keep.to_vec();

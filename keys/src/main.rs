@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use otter_boot::image::{HardwareId, Header, Version};
-use otter_keys::hsm::{self, KeyUri, UriError};
+use otter_keys::hsm::{self, KeyUri, TokenUri, UriError};
 use otter_keys::image::{ImageSpec, inspect, sign_image};
 use otter_keys::keyset::{KeyKind, KeySet};
 use otter_keys::rollout::{BasisPoints, MaintenanceWindow};
@@ -45,6 +45,11 @@ enum Command {
         /// How long root.json is valid, e.g. 365d or 48h.
         #[arg(long, default_value = "365d", value_parser = parse_duration)]
         expires: jiff::SignedDuration,
+        /// Make every key inside this PKCS#11 token instead of files:
+        /// pkcs11:token=LABEL (module from OTTER_PKCS11_MODULE or ?module-path=, PIN from
+        /// OTTER_PKCS11_PIN or a prompt). The directory then holds no private key.
+        #[arg(long)]
+        pkcs11: Option<String>,
     },
     /// Wrap a raw firmware binary into a signed Otter image.
     SignImage {
@@ -233,7 +238,18 @@ fn run(command: Command) -> Result<(), String> {
             root_keys,
             root_threshold,
             expires,
-        } => init(&dir, root_keys, root_threshold, expiry(expires)?),
+            pkcs11,
+        } => {
+            let token = (pkcs11.as_deref().map(str::parse::<TokenUri>).transpose())
+                .map_err(|e| format!("--pkcs11: {e}"))?;
+            init(
+                &dir,
+                root_keys,
+                root_threshold,
+                expiry(expires)?,
+                token.as_ref(),
+            )
+        }
         Command::SignImage {
             key,
             log,
@@ -321,8 +337,9 @@ fn init(
     root_keys: usize,
     threshold: usize,
     expires: jiff::Timestamp,
+    token: Option<&TokenUri>,
 ) -> Result<(), String> {
-    let set = KeySet::create(dir, root_keys, threshold).map_err(|e| e.to_string())?;
+    let set = KeySet::create_in(dir, root_keys, threshold, token).map_err(|e| e.to_string())?;
     let info = tuf::write_initial_root(&set, expires).map_err(|e| e.to_string())?;
     let m = set.manifest();
     println!("key directory {} created", dir.display());
@@ -336,17 +353,32 @@ fn init(
         m.targets, m.snapshot, m.timestamp
     );
     println!("  director key: {}", m.director);
+    // Where each signing key is: its file, or the URI of its key in the token.
+    let place = |name: &str| match std::fs::read_to_string(set.token_record_path(name)) {
+        Ok(uri) => uri.trim().to_owned(),
+        Err(_) => set.key_path(name).display().to_string(),
+    };
     for name in &m.rollout {
-        println!("  rollout key: {}", set.key_path(name).display());
+        println!("  rollout key: {}", place(name));
     }
-    let fw = set.signing_firmware_key().map_err(|e| e.to_string())?;
-    println!(
-        "  firmware key: {} (key id {})",
-        fw.path().display(),
-        fw.key_id()
-    );
+    let keys = set.firmware_public_keys().map_err(|e| e.to_string())?;
+    if let (Some(name), Some(key)) = (m.firmware.last(), keys.last()) {
+        println!(
+            "  firmware key: {} (key id {})",
+            place(name),
+            otter_boot::trust::KeyId::of(key)
+        );
+    }
     println!("  {} (version 1, expires {expires})", info.path.display());
-    println!("Keep the root keys offline. Private keys are mode 0600 and never printed.");
+    match token {
+        Some(t) => println!(
+            "Every key was made inside token {:?} and can not leave it; keys/ holds only their public halves and URIs.",
+            t.token
+        ),
+        None => {
+            println!("Keep the root keys offline. Private keys are mode 0600 and never printed.")
+        }
+    }
     Ok(())
 }
 

@@ -18,7 +18,6 @@ use otter_boot::trust::{Anchors, TrustedKey};
 use serde::{Deserialize, Serialize};
 
 use crate::keyset::{KeySet, KeySetError, Role};
-use crate::signer::Signer;
 
 /// Why a bundle could not be written or loaded.
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +106,7 @@ impl TrustBundle {
         };
         let root_path = set.dir().join("root.json");
         let root_json = fs::read(&root_path).map_err(|_| BundleError::NoRoot(root_path))?;
-        let director = set.role_key(Role::Director)?.public_key();
+        let director = set.role_public_key(Role::Director)?;
         let firmware_keys: Vec<TrustedKey> = (set.firmware_public_keys()?.into_iter())
             .map(TrustedKey::new)
             .collect();
@@ -242,6 +241,7 @@ fn parse_key(text: &str) -> Result<[u8; 32], String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signer::Signer;
 
     fn keyset() -> (tempfile::TempDir, KeySet) {
         let dir = tempfile::tempdir().unwrap();

@@ -4,81 +4,28 @@
 //! devices verify, is sensitive and not extractable, and the token refuses to export it;
 //! every way of naming it wrongly gets a clear error.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
+
+use softhsm::{PIN, SoftHsm, TOKEN};
 
 use otter_keys::keyset::KeySet;
 use otter_keys::wire::{RolloutPolicy, Signed};
 
-const TOKEN: &str = "otter-vendor";
-const PIN: &str = "12345678";
-const MODULES: [&str; 2] = [
-    "/usr/lib/softhsm/libsofthsm2.so",
-    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-];
+mod softhsm;
 
-/// A SoftHSM2 configuration with one initialised token, all in a temporary dir.
-struct SoftHsm {
-    dir: tempfile::TempDir,
-    conf: PathBuf,
-    module: PathBuf,
+/// `otter-keys ARGS` against the token.
+fn keys(hsm: &SoftHsm, args: &[&str]) -> Output {
+    keys_with_pin(hsm, PIN, args)
 }
 
-impl SoftHsm {
-    /// `None` (with the reason printed) when SoftHSM2 is not installed, unless
-    /// `OTTER_REQUIRE_ALL=1`, where that fails the test.
-    fn start() -> Option<Self> {
-        let module = MODULES.iter().map(PathBuf::from).find(|m| m.exists());
-        let util = Command::new("softhsm2-util").arg("--version").output();
-        let (Some(module), Ok(_)) = (module, util) else {
-            assert!(
-                std::env::var("OTTER_REQUIRE_ALL").as_deref() != Ok("1"),
-                "OTTER_REQUIRE_ALL=1 but SoftHSM2 is not installed (apt-get install softhsm2)"
-            );
-            eprintln!("skipping: SoftHSM2 is not installed (apt-get install softhsm2)");
-            return None;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let tokens = dir.path().join("tokens");
-        std::fs::create_dir(&tokens).unwrap();
-        let conf = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .unwrap();
-        let init = Command::new("softhsm2-util")
-            .args(["--init-token", "--free", "--label", TOKEN])
-            .args(["--so-pin", "87654321", "--pin", PIN])
-            .env("SOFTHSM2_CONF", &conf)
-            .output()
-            .unwrap();
-        assert!(init.status.success(), "{init:?}");
-        Some(Self { dir, conf, module })
-    }
-
-    /// `otter-keys ARGS` with the module, the token's configuration and `pin`.
-    fn keys_with_pin(&self, pin: &str, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_otter-keys"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("SOFTHSM2_CONF", &self.conf)
-            .env("OTTER_PKCS11_MODULE", &self.module)
-            .env("OTTER_PKCS11_PIN", pin)
-            .output()
-            .unwrap()
-    }
-
-    fn keys(&self, args: &[&str]) -> Output {
-        self.keys_with_pin(PIN, args)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).to_string_lossy().into_owned()
-    }
+/// `otter-keys ARGS` against the token, with `pin`.
+fn keys_with_pin(hsm: &SoftHsm, pin: &str, args: &[&str]) -> Output {
+    (hsm.command(Path::new(env!("CARGO_BIN_EXE_otter-keys"))))
+        .env("OTTER_PKCS11_PIN", pin)
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn ok(out: Output) -> String {
@@ -110,16 +57,22 @@ fn public_key(keydir: &Path, name: &str) -> String {
 fn a_firmware_key_made_in_the_token_signs_images_devices_verify_and_never_leaves_it() {
     let Some(hsm) = SoftHsm::start() else { return };
     let keydir = hsm.path("vendor-keys");
-    ok(hsm.keys(&["init", &keydir]));
-    let made = ok(hsm.keys(&["rotate-firmware-key", &keydir, "--pkcs11", &uri("fw")]));
+    ok(keys(&hsm, &["init", &keydir]));
+    let made = ok(keys(
+        &hsm,
+        &["rotate-firmware-key", &keydir, "--pkcs11", &uri("fw")],
+    ));
     assert!(made.contains("new firmware-2"), "{made}");
-    let keys = Path::new(&keydir).join("keys");
-    assert!(keys.join("firmware-2.pkcs11").exists());
-    assert!(!keys.join("firmware-2.key").exists(), "no private key file");
+    let key_files = Path::new(&keydir).join("keys");
+    assert!(key_files.join("firmware-2.pkcs11").exists());
+    assert!(
+        !key_files.join("firmware-2.key").exists(),
+        "no private key file"
+    );
     let fw2 = public_key(Path::new(&keydir), "firmware-2");
 
     // The token says the key can sign and nothing more.
-    let audit = ok(hsm.keys(&["inspect-key", &uri("fw")]));
+    let audit = ok(keys(&hsm, &["inspect-key", &uri("fw")]));
     assert!(audit.contains(&format!("public key {fw2}")), "{audit}");
     assert!(
         audit.contains("sensitive and not extractable: yes"),
@@ -132,77 +85,92 @@ fn a_firmware_key_made_in_the_token_signs_images_devices_verify_and_never_leaves
 
     // A device's trust bundle trusts it; an image it signs verifies as a device checks it.
     let bundle = hsm.path("bundle");
-    ok(hsm.keys(&[
-        "trust-bundle",
-        &keydir,
-        "--hardware-id",
-        "hsm-board",
-        "-o",
-        &bundle,
-    ]));
+    ok(keys(
+        &hsm,
+        &[
+            "trust-bundle",
+            &keydir,
+            "--hardware-id",
+            "hsm-board",
+            "-o",
+            &bundle,
+        ],
+    ));
     let firmware = hsm.path("fw.bin");
     std::fs::write(&firmware, vec![0x5a; 4096]).unwrap();
     let image = hsm.path("fw.img");
-    let signed = ok(hsm.keys(&[
-        "sign-image",
-        "--key",
-        &uri("fw"),
-        "--hardware-id",
-        "hsm-board",
-        "--version",
-        "1.0.0",
-        &firmware,
-        "-o",
-        &image,
-    ]));
+    let signed = ok(keys(
+        &hsm,
+        &[
+            "sign-image",
+            "--key",
+            &uri("fw"),
+            "--hardware-id",
+            "hsm-board",
+            "--version",
+            "1.0.0",
+            &firmware,
+            "-o",
+            &image,
+        ],
+    ));
     let fw2_id = otter_boot::trust::KeyId::of(&hex_key(&fw2)).to_string();
     assert!(signed.contains(&fw2_id), "{signed}");
-    let inspected = ok(hsm.keys(&["inspect", &image, "--trust", &bundle]));
+    let inspected = ok(keys(&hsm, &["inspect", &image, "--trust", &bundle]));
     assert!(inspected.contains("OK"), "{inspected}");
     // The signing history for a token key is kept in the current dir.
     assert!(hsm.dir.path().join("signed-images.json").exists());
 
     // The same bytes signed by a key the bundle does not know are refused.
     let other = hsm.path("other-keys");
-    ok(hsm.keys(&["init", &other]));
+    ok(keys(&hsm, &["init", &other]));
     let stray = hsm.path("stray.img");
-    ok(hsm.keys(&[
-        "sign-image",
-        "--key",
-        &format!("{other}/keys/firmware-1.key"),
-        "--hardware-id",
-        "hsm-board",
-        "--version",
-        "1.0.1",
-        &firmware,
-        "-o",
-        &stray,
-    ]));
-    refused(hsm.keys(&["inspect", &stray, "--trust", &bundle]));
+    ok(keys(
+        &hsm,
+        &[
+            "sign-image",
+            "--key",
+            &format!("{other}/keys/firmware-1.key"),
+            "--hardware-id",
+            "hsm-board",
+            "--version",
+            "1.0.1",
+            &firmware,
+            "-o",
+            &stray,
+        ],
+    ));
+    refused(keys(&hsm, &["inspect", &stray, "--trust", &bundle]));
 }
 
 #[test]
 fn a_rollout_key_in_the_token_signs_policies_that_verify() {
     let Some(hsm) = SoftHsm::start() else { return };
     let keydir = hsm.path("vendor-keys");
-    ok(hsm.keys(&["init", &keydir]));
-    ok(hsm.keys(&["rotate-rollout-key", &keydir, "--pkcs11", &uri("rollout")]));
+    ok(keys(&hsm, &["init", &keydir]));
+    ok(keys(
+        &hsm,
+        &["rotate-rollout-key", &keydir, "--pkcs11", &uri("rollout")],
+    ));
     let policy = hsm.path("policy.json");
-    ok(hsm.keys(&[
-        "sign-rollout",
-        "--key",
-        &uri("rollout"),
-        "--rollout-id",
-        "rol_1",
-        "--image-sha256",
-        &"ab".repeat(32),
-        "--hardware-id",
-        "hsm-board",
-        "--ceiling",
-        "10%",
-        "-o",
-        &policy,
-    ]));
+    ok(keys(
+        &hsm,
+        &[
+            "sign-rollout",
+            "--key",
+            &uri("rollout"),
+            "--rollout-id",
+            "rol_1",
+            "--image-sha256",
+            &"ab".repeat(32),
+            "--hardware-id",
+            "hsm-board",
+            "--ceiling",
+            "10%",
+            "-o",
+            &policy,
+        ],
+    ));
     let signed: Signed<RolloutPolicy> =
         serde_json::from_str(&std::fs::read_to_string(&policy).unwrap()).unwrap();
     let set = KeySet::open(Path::new(&keydir)).unwrap();
@@ -220,9 +188,12 @@ fn a_rollout_key_in_the_token_signs_policies_that_verify() {
 fn wrong_pins_tokens_keys_and_modules_get_clear_errors() {
     let Some(hsm) = SoftHsm::start() else { return };
     let keydir = hsm.path("vendor-keys");
-    ok(hsm.keys(&["init", &keydir]));
-    ok(hsm.keys(&["rotate-firmware-key", &keydir, "--pkcs11", &uri("fw")]));
-    let inspect = |pin: &str, key: &str| hsm.keys_with_pin(pin, &["inspect-key", key]);
+    ok(keys(&hsm, &["init", &keydir]));
+    ok(keys(
+        &hsm,
+        &["rotate-firmware-key", &keydir, "--pkcs11", &uri("fw")],
+    ));
+    let inspect = |pin: &str, key: &str| keys_with_pin(&hsm, pin, &["inspect-key", key]);
 
     let e = refused(inspect("00000000", &uri("fw")));
     assert!(e.contains(&format!("token {TOKEN:?}: wrong PIN")), "{e}");
@@ -245,7 +216,10 @@ fn wrong_pins_tokens_keys_and_modules_get_clear_errors() {
         &format!("{}?module-path=/no/such/module.so", uri("fw")),
     ));
     assert!(e.contains("PKCS#11 module /no/such/module.so"), "{e}");
-    let e = refused(hsm.keys(&["rotate-firmware-key", &keydir, "--pkcs11", &uri("fw")]));
+    let e = refused(keys(
+        &hsm,
+        &["rotate-firmware-key", &keydir, "--pkcs11", &uri("fw")],
+    ));
     assert!(e.contains("already has a key labelled \"fw\""), "{e}");
     let no_module = Command::new(env!("CARGO_BIN_EXE_otter-keys"))
         .args(["inspect-key", &uri("fw")])
@@ -261,7 +235,8 @@ fn wrong_pins_tokens_keys_and_modules_get_clear_errors() {
     // Signing with a wrong PIN writes no image.
     let image = hsm.path("fw.img");
     std::fs::write(hsm.path("fw.bin"), b"payload").unwrap();
-    let e = refused(hsm.keys_with_pin(
+    let e = refused(keys_with_pin(
+        &hsm,
         "00000000",
         &[
             "sign-image",
@@ -284,4 +259,102 @@ fn hex_key(text: &str) -> [u8; 32] {
     let mut key = [0u8; 32];
     hex::decode_to_slice(text, &mut key).unwrap();
     key
+}
+
+#[test]
+fn a_whole_key_set_made_in_the_token_leaves_no_private_key_on_disk() {
+    let Some(hsm) = SoftHsm::start() else { return };
+    let keydir = hsm.path("vendor-keys");
+    let made = ok(keys(
+        &hsm,
+        &[
+            "init",
+            &keydir,
+            "--pkcs11",
+            &format!("pkcs11:token={TOKEN}"),
+        ],
+    ));
+    assert!(made.contains("can not leave it"), "{made}");
+    let set = KeySet::open(Path::new(&keydir)).unwrap();
+    let key_files = Path::new(&keydir).join("keys");
+    let files: Vec<String> = std::fs::read_dir(&key_files)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(!files.iter().any(|f| f.ends_with(".key")), "{files:?}");
+    let m = set.manifest();
+    let names = [&m.targets, &m.snapshot, &m.timestamp, &m.director]
+        .into_iter()
+        .chain(&m.root.keys)
+        .chain(&m.firmware)
+        .chain(&m.rollout);
+    for name in names {
+        let uri = std::fs::read_to_string(set.token_record_path(name)).unwrap();
+        let audit = ok(keys(&hsm, &["inspect-key", uri.trim()]));
+        assert!(
+            audit.contains(&public_key(Path::new(&keydir), name)),
+            "{name}: {audit}"
+        );
+        assert!(
+            audit.contains("sensitive and not extractable: yes"),
+            "{name}: {audit}"
+        );
+    }
+
+    // The root it signed verifies; a device bundle names the director's token key.
+    let root1: tough::schema::Signed<tough::schema::Root> =
+        serde_json::from_slice(&std::fs::read(Path::new(&keydir).join("1.root.json")).unwrap())
+            .unwrap();
+    root1.signed.verify_role(&root1).unwrap();
+    let bundle = hsm.path("bundle");
+    let made = ok(keys(
+        &hsm,
+        &[
+            "trust-bundle",
+            &keydir,
+            "--hardware-id",
+            "hsm-board",
+            "-o",
+            &bundle,
+        ],
+    ));
+    let director = public_key(Path::new(&keydir), &m.director);
+    assert!(made.contains(&format!("director key {director}")), "{made}");
+
+    // Images signed with its firmware key verify on such a device.
+    let firmware_uri = std::fs::read_to_string(set.token_record_path(&m.firmware[0])).unwrap();
+    std::fs::write(hsm.path("fw.bin"), vec![7u8; 1024]).unwrap();
+    let image = hsm.path("fw.img");
+    ok(keys(
+        &hsm,
+        &[
+            "sign-image",
+            "--key",
+            firmware_uri.trim(),
+            "--hardware-id",
+            "hsm-board",
+            "--version",
+            "1.0.0",
+            &hsm.path("fw.bin"),
+            "-o",
+            &image,
+        ],
+    ));
+    ok(keys(&hsm, &["inspect", &image, "--trust", &bundle]));
+
+    // Root rotation signs with the token's root key and makes the new one there too.
+    ok(keys(&hsm, &["rotate-root", &keydir, "--replace", "root-1"]));
+    let set = KeySet::open(Path::new(&keydir)).unwrap();
+    let new_root = &set.manifest().root.keys[0];
+    assert_ne!(new_root, "root-1");
+    assert!(
+        set.token_record_path(new_root).exists(),
+        "{new_root} is in the token"
+    );
+    assert!(!set.key_path(new_root).exists());
+    let root2: tough::schema::Signed<tough::schema::Root> =
+        serde_json::from_slice(&std::fs::read(Path::new(&keydir).join("2.root.json")).unwrap())
+            .unwrap();
+    root1.signed.verify_role(&root2).unwrap();
+    root2.signed.verify_role(&root2).unwrap();
 }

@@ -86,9 +86,8 @@ impl ServerKeys {
             source,
         };
         let set = KeySet::open(dir).map_err(keyset_err)?;
-        let role = |role| -> Result<Arc<dyn Signer>, KeysError> {
-            Ok(Arc::new(set.role_key(role).map_err(keyset_err)?))
-        };
+        // Each online key from its file, or from the PKCS#11 token its record names.
+        let role = |role| set.role_signer(role).map_err(keyset_err);
         Ok(Self {
             dir: dir.to_path_buf(),
             targets: role(Role::Targets)?,
@@ -107,9 +106,10 @@ impl ServerKeys {
     }
 }
 
-/// The private keys in `dir/keys` that belong offline (root and firmware signing keys): a
-/// server holding them could sign a new root or a firmware image itself, so whoever takes the
-/// server would take the fleet.
+/// The private keys in `dir/keys` that belong offline (root, firmware and rollout signing
+/// keys), as key files or as records of keys in a PKCS#11 token (`.pkcs11`; a server that can
+/// log in to that token can sign with them): a server holding them could sign a new root or a
+/// firmware image itself, so whoever takes the server would take the fleet.
 pub fn offline_private_keys(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir.join("keys")) else {
         return Vec::new();
@@ -119,7 +119,7 @@ pub fn offline_private_keys(dir: &Path) -> Vec<PathBuf> {
         .map(|e| e.path())
         .filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            name.ends_with(".key")
+            (name.ends_with(".key") || name.ends_with(".pkcs11"))
                 && ["root", "firmware", "rollout"]
                     .iter()
                     .any(|role| name.starts_with(role))
@@ -141,4 +141,29 @@ fn create_development_keys(dir: &Path) -> Result<(), KeysError> {
         source,
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::offline_private_keys;
+
+    #[test]
+    fn offline_keys_are_found_as_files_and_as_token_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        std::fs::create_dir(&keys).unwrap();
+        for name in [
+            "root-1.pkcs11",
+            "firmware-1.key",
+            "rollout-1.pub",
+            "targets.key",
+            "director.pkcs11",
+        ] {
+            std::fs::write(keys.join(name), "x").unwrap();
+        }
+        let found: Vec<String> = (offline_private_keys(dir.path()).iter())
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(found, ["firmware-1.key", "root-1.pkcs11"]);
+    }
 }

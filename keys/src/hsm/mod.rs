@@ -8,10 +8,12 @@
 pub mod token;
 pub mod uri;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
 
 pub use token::{HsmKey, Token};
-pub use uri::{KeyUri, UriError};
+pub use uri::{KeyUri, TokenUri, UriError};
 
 /// Why a key in a token could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -96,11 +98,20 @@ pub fn audit(uri: &KeyUri) -> Result<Audit, HsmError> {
     })
 }
 
-/// The user PIN of `token`: `OTTER_PKCS11_PIN`, else typed at a prompt (not echoed).
+/// The user PIN of `token`: `OTTER_PKCS11_PIN`, else typed at a prompt (not echoed) once
+/// per token and process.
 pub fn pin(token: &str) -> Result<String, HsmError> {
     if let Ok(pin) = std::env::var("OTTER_PKCS11_PIN") {
         return Ok(pin);
     }
-    rpassword::prompt_password(format!("PIN of token {token:?}: "))
-        .map_err(|_| HsmError::NoPin(token.to_owned()))
+    static TYPED: OnceLock<Mutex<HashMap<String, zeroize::Zeroizing<String>>>> = OnceLock::new();
+    let mut typed = (TYPED.get_or_init(Mutex::default).lock())
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(pin) = typed.get(token) {
+        return Ok(pin.to_string());
+    }
+    let pin = rpassword::prompt_password(format!("PIN of token {token:?}: "))
+        .map_err(|_| HsmError::NoPin(token.to_owned()))?;
+    typed.insert(token.to_owned(), zeroize::Zeroizing::new(pin.clone()));
+    Ok(pin)
 }

@@ -1,8 +1,9 @@
 //! A logged-in session on one token of a PKCS#11 module, and ed25519 keys that never leave
 //! it: generated inside (`CKA_SENSITIVE`, not `CKA_EXTRACTABLE`), used through `CKM_EDDSA`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Function, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -32,12 +33,7 @@ impl Token {
             module: module.to_owned(),
             why: e.to_string(),
         };
-        let pkcs11 = Pkcs11::new(module).map_err(module_error)?;
-        match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-            Ok(())
-            | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, Function::Initialize)) => {}
-            Err(e) => return Err(module_error(e)),
-        }
+        let pkcs11 = context(module).map_err(module_error)?;
         let mut seen = Vec::new();
         let mut found = None;
         for slot in pkcs11.get_slots_with_token().map_err(module_error)? {
@@ -187,6 +183,25 @@ impl Token {
     fn bad_key(&self, key: &str, why: &str) -> HsmError {
         HsmError::Token(self.label.clone(), format!("key {key:?}: {why}"))
     }
+}
+
+/// The process's one context of `module`, loaded and initialised on first use. Shared, so
+/// that no key's context finalises the module under another key's session.
+fn context(module: &Path) -> Result<Pkcs11, CkError> {
+    static CONTEXTS: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
+    let mut contexts = (CONTEXTS.get_or_init(Mutex::default).lock())
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(context) = contexts.get(module) {
+        return Ok(context.clone());
+    }
+    let context = Pkcs11::new(module)?;
+    match context.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(())
+        | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, Function::Initialize)) => {}
+        Err(e) => return Err(e),
+    }
+    contexts.insert(module.to_owned(), context.clone());
+    Ok(context)
 }
 
 /// The 32 key bytes of a `CKA_EC_POINT`: raw, or wrapped in a DER OCTET STRING.

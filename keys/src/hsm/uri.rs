@@ -46,37 +46,91 @@ impl KeyUri {
     }
 }
 
+/// A token, where a key set makes its keys: `pkcs11:token=LABEL[?module-path=...]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenUri {
+    /// The token's label.
+    pub token: String,
+    /// The PKCS#11 module, when the URI names it.
+    pub module: Option<PathBuf>,
+}
+
+impl TokenUri {
+    /// The key labelled `object` in this token.
+    pub fn key(&self, object: &str) -> KeyUri {
+        KeyUri {
+            token: self.token.clone(),
+            object: object.to_owned(),
+            module: self.module.clone(),
+        }
+    }
+}
+
+impl FromStr for TokenUri {
+    type Err = UriError;
+
+    /// Like a key URI without `object` (otter-keys names the keys it makes).
+    fn from_str(text: &str) -> Result<Self, UriError> {
+        let (token, object, module) = parse(text)?;
+        if object.is_some() {
+            return Err(UriError::Repeated("object".into()));
+        }
+        Ok(Self {
+            token: token.ok_or(UriError::Missing("token"))?,
+            module,
+        })
+    }
+}
+
+impl fmt::Display for TokenUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pkcs11:token={}", encode(&self.token))?;
+        if let Some(module) = &self.module {
+            write!(f, "?module-path={}", encode(&module.to_string_lossy()))?;
+        }
+        Ok(())
+    }
+}
+
+type Parts = (Option<String>, Option<String>, Option<PathBuf>);
+
 impl FromStr for KeyUri {
     type Err = UriError;
 
     fn from_str(text: &str) -> Result<Self, UriError> {
-        let rest = text.strip_prefix("pkcs11:").ok_or(UriError::NotPkcs11)?;
-        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (mut token, mut object, mut module) = (None, None, None);
-        let attributes = path.split(';').map(|a| (a, false));
-        let queries = query.split('&').map(|a| (a, true));
-        for (attribute, in_query) in attributes.chain(queries).filter(|(a, _)| !a.is_empty()) {
-            let (name, value) = attribute.split_once('=').unwrap_or((attribute, ""));
-            let value = decode(value)?;
-            let slot = match (name, in_query) {
-                ("pin-value" | "pin-source", _) => return Err(UriError::Pin),
-                ("token", false) => &mut token,
-                ("object", false) => &mut object,
-                ("module-path", true) => &mut module,
-                // Other attributes (type, id, manufacturer, ...) narrow nothing Otter needs.
-                _ => continue,
-            };
-            if value.is_empty() || slot.is_some() {
-                return Err(UriError::Repeated(name.to_owned()));
-            }
-            *slot = Some(value);
-        }
+        let (token, object, module) = parse(text)?;
         Ok(Self {
             token: token.ok_or(UriError::Missing("token"))?,
             object: object.ok_or(UriError::Missing("object"))?,
-            module: module.map(PathBuf::from),
+            module,
         })
     }
+}
+
+/// The token, object and module of a PKCS#11 URI, each at most once.
+fn parse(text: &str) -> Result<Parts, UriError> {
+    let rest = text.strip_prefix("pkcs11:").ok_or(UriError::NotPkcs11)?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (mut token, mut object, mut module) = (None, None, None);
+    let attributes = path.split(';').map(|a| (a, false));
+    let queries = query.split('&').map(|a| (a, true));
+    for (attribute, in_query) in attributes.chain(queries).filter(|(a, _)| !a.is_empty()) {
+        let (name, value) = attribute.split_once('=').unwrap_or((attribute, ""));
+        let value = decode(value)?;
+        let slot = match (name, in_query) {
+            ("pin-value" | "pin-source", _) => return Err(UriError::Pin),
+            ("token", false) => &mut token,
+            ("object", false) => &mut object,
+            ("module-path", true) => &mut module,
+            // Other attributes (type, id, manufacturer, ...) narrow nothing Otter needs.
+            _ => continue,
+        };
+        if value.is_empty() || slot.is_some() {
+            return Err(UriError::Repeated(name.to_owned()));
+        }
+        *slot = Some(value);
+    }
+    Ok((token, object, module.map(PathBuf::from)))
 }
 
 impl fmt::Display for KeyUri {
@@ -143,6 +197,21 @@ mod tests {
         assert_eq!(uri.to_string().parse::<KeyUri>().unwrap(), uri);
         assert!(KeyUri::is_uri("pkcs11:token=a;object=b"));
         assert!(!KeyUri::is_uri("keys/firmware-1.key"));
+    }
+
+    #[test]
+    fn a_token_uri_names_no_object() {
+        let t: TokenUri = "pkcs11:token=vendor?module-path=/m.so".parse().unwrap();
+        assert_eq!(t.token, "vendor");
+        assert_eq!(
+            t.key("root-1").to_string(),
+            "pkcs11:token=vendor;object=root-1?module-path=/m.so"
+        );
+        assert_eq!(t.to_string().parse::<TokenUri>().unwrap(), t);
+        let e = "pkcs11:token=vendor;object=x"
+            .parse::<TokenUri>()
+            .unwrap_err();
+        assert_eq!(e, UriError::Repeated("object".into()));
     }
 
     #[test]

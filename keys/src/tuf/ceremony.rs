@@ -70,7 +70,7 @@ struct Named {
 
 impl Named {
     fn load(set: &KeySet, name: &str) -> Result<Self, TufError> {
-        Self::new(name, Arc::new(set.load(name)?))
+        Self::new(name, set.signer(name)?)
     }
 
     fn new(name: &str, signer: Arc<dyn Signer>) -> Result<Self, TufError> {
@@ -121,7 +121,7 @@ pub fn write_initial_root(set: &KeySet, expires: Timestamp) -> Result<SignedRoot
         (Role::Snapshot, RoleType::Snapshot),
         (Role::Timestamp, RoleType::Timestamp),
     ] {
-        let key = Named::new("", Arc::new(set.role_key(role)?))?;
+        let key = Named::new("", set.role_signer(role)?)?;
         keys.insert(key.id.clone(), tuf_key(key.signer.as_ref()));
         roles.insert(
             tuf_role,
@@ -213,8 +213,8 @@ pub fn rotate_root_with(
     }
     let kept = keep
         .iter()
-        .map(|name| match set.load(name) {
-            Ok(key) => Named::new(name, Arc::new(key)),
+        .map(|name| match set.signer(name) {
+            Ok(key) => Named::new(name, key),
             Err(source) => Err(TufError::KeptKeyUnavailable {
                 name: name.clone(),
                 source,
@@ -279,9 +279,9 @@ fn old_root_signers(
         })?;
     let mut signers: Vec<Named> = Vec::new();
     let mut unavailable = Vec::new();
-    let mut consider = |name: &str, report: bool, signers: &mut Vec<Named>| match set.load(name) {
+    let mut consider = |name: &str, report: bool, signers: &mut Vec<Named>| match set.signer(name) {
         Ok(key) => {
-            let key = Named::new(name, Arc::new(key))?;
+            let key = Named::new(name, key)?;
             if listed.contains(&key.id) && !signers.iter().any(|s| s.id == key.id) {
                 signers.push(key);
             }
