@@ -44,6 +44,21 @@ fn refused(out: Output) -> String {
     stderr
 }
 
+/// `trust-bundle KEYDIR` for board hsm-board; its dir and what it printed.
+fn trust_bundle(hsm: &SoftHsm, keydir: &str) -> (String, String) {
+    let bundle = hsm.path("bundle");
+    let args = [
+        "trust-bundle",
+        keydir,
+        "--hardware-id",
+        "hsm-board",
+        "-o",
+        &bundle,
+    ];
+    let printed = ok(keys(hsm, &args));
+    (bundle, printed)
+}
+
 fn uri(object: &str) -> String {
     format!("pkcs11:token={TOKEN};object={object}")
 }
@@ -84,18 +99,7 @@ fn a_firmware_key_made_in_the_token_signs_images_devices_verify_and_never_leaves
     );
 
     // A device's trust bundle trusts it; an image it signs verifies as a device checks it.
-    let bundle = hsm.path("bundle");
-    ok(keys(
-        &hsm,
-        &[
-            "trust-bundle",
-            &keydir,
-            "--hardware-id",
-            "hsm-board",
-            "-o",
-            &bundle,
-        ],
-    ));
+    let (bundle, _) = trust_bundle(&hsm, &keydir);
     let firmware = hsm.path("fw.bin");
     std::fs::write(&firmware, vec![0x5a; 4096]).unwrap();
     let image = hsm.path("fw.img");
@@ -306,18 +310,7 @@ fn a_whole_key_set_made_in_the_token_leaves_no_private_key_on_disk() {
         serde_json::from_slice(&std::fs::read(Path::new(&keydir).join("1.root.json")).unwrap())
             .unwrap();
     root1.signed.verify_role(&root1).unwrap();
-    let bundle = hsm.path("bundle");
-    let made = ok(keys(
-        &hsm,
-        &[
-            "trust-bundle",
-            &keydir,
-            "--hardware-id",
-            "hsm-board",
-            "-o",
-            &bundle,
-        ],
-    ));
+    let (bundle, made) = trust_bundle(&hsm, &keydir);
     let director = public_key(Path::new(&keydir), &m.director);
     assert!(made.contains(&format!("director key {director}")), "{made}");
 
