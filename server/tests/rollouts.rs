@@ -931,6 +931,7 @@ async fn nothing_is_assigned_once_the_policy_expires_not_even_to_members() {
         assert_eq!(newcomer.assigned_version(&s).await, None);
         let view = get(&s, &fleet, &format!("/api/v1/rollouts/{id}")).await;
         assert_eq!(view["per_stage"][0]["admitted"], 1, "{view}");
+        assert_eq!(view["waiting"]["kind"], "policy_expired", "{view}");
         s.stop().await;
     }
 }

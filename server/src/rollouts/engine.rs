@@ -42,6 +42,12 @@ pub enum Wait {
         /// When it will have.
         until: Timestamp,
     },
+    /// The signed policy has expired: nobody is assigned the release (devices would refuse
+    /// it), so the stage neither fills nor advances until a new policy is uploaded.
+    PolicyExpired {
+        /// Its expiry, Unix seconds.
+        expires: u64,
+    },
     /// The next stage goes past the signed ceiling: it needs a policy with a higher one.
     Ceiling {
         /// The next stage's cutoff.
@@ -57,7 +63,8 @@ pub enum Wait {
 /// 1. **Pause** when failed plus rolled-back devices exceed the failure threshold among
 ///    all admitted devices, once at least `min_devices` are admitted (and there are
 ///    failures beyond those acknowledged by the last resume).
-/// 2. Otherwise the stage is done when every admitted device is healthy, failed or timed
+/// 2. Under an expired policy it **waits** (nobody can be assigned the release).
+/// 3. Otherwise the stage is done when every admitted device is healthy, failed or timed
 ///    out, the failure rate does not exceed the threshold, and the soak time has passed.
 ///    Then the rollout **completes** after its last stage, or **advances** to the next
 ///    stage if that stage's cutoff is within the signed ceiling.
@@ -90,6 +97,11 @@ pub fn evaluate(
         && failures > progress.failures_acknowledged
     {
         return to_state(progress, RolloutState::Paused, now, rate);
+    }
+    if rollout.policy_expired(now) {
+        return unchanged(Some(Wait::PolicyExpired {
+            expires: rollout.policy().expires,
+        }));
     }
     if tally.pending() > 0 {
         return unchanged(Some(Wait::Devices {

@@ -241,7 +241,7 @@ pub struct FailureRate {
 /// Why a running rollout does not advance yet.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct WaitView {
-    /// `devices`, `failure_rate`, `soak` or `ceiling`.
+    /// `devices`, `failure_rate`, `soak`, `policy_expired` or `ceiling`.
     pub kind: &'static str,
     /// In words.
     pub message: String,
@@ -341,6 +341,17 @@ fn wait_view(wait: &Wait) -> WaitView {
         Wait::Soak { until } => WaitView {
             kind: "soak",
             message: format!("the stage soaks until {until}"),
+        },
+        Wait::PolicyExpired { expires } => WaitView {
+            kind: "policy_expired",
+            message: format!(
+                "the signed rollout policy expired at {}: nobody is assigned the release until \
+                 a new one is uploaded (otter-keys sign-rollout, then rollout policy)",
+                i64::try_from(*expires)
+                    .ok()
+                    .and_then(|s| Timestamp::from_second(s).ok())
+                    .map_or_else(|| expires.to_string(), |t| t.to_string())
+            ),
         },
         Wait::Ceiling { next, ceiling } => WaitView {
             kind: "ceiling",

@@ -448,3 +448,28 @@ fn simulate(r: &Rollout, devices: usize, minutes: i64) -> (Vec<Member>, Progress
     }
     (members, progress)
 }
+
+#[test]
+fn an_expired_policy_holds_the_stage_but_failures_still_pause() {
+    let expires = u64::try_from((t0() + mins(120)).as_second()).unwrap();
+    let r = Rollout::new(
+        spec(),
+        otter_keys::wire::RolloutPolicy {
+            expires,
+            ..policy("100%")
+        },
+    )
+    .unwrap();
+    // Soaked and done: before the expiry it advances, from the expiry on it waits.
+    let m = members(&[Healthy; 10]);
+    let before = evaluate(&r, &running(0), &m, t0() + mins(61));
+    assert_eq!(before.progress.stage, 1, "{before:?}");
+    let after = evaluate(&r, &running(0), &m, t0() + mins(120));
+    assert_eq!(after.waiting, Some(Wait::PolicyExpired { expires }));
+    assert_eq!(after.progress, running(0));
+    // Failures over the threshold still pause it.
+    let mut states = vec![Healthy; 5];
+    states.extend([Failed; 5]);
+    let e = evaluate(&r, &running(0), &members(&states), t0() + mins(121));
+    assert_eq!(e.progress.state, RolloutState::Paused);
+}
