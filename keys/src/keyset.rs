@@ -57,6 +57,25 @@ pub enum KeySetError {
         /// Number of root keys.
         keys: usize,
     },
+    /// A token key is not the key its `.pub` names: a record or public key was changed.
+    #[error(
+        "key {name}: the token's key {found} is not the one keys/{name}.pub names ({expected}); \
+         its .pkcs11 record or .pub was changed"
+    )]
+    Mismatch {
+        /// The key's name.
+        name: String,
+        /// The public key in the token (hex).
+        found: String,
+        /// The public key in `.pub` (hex).
+        expected: String,
+    },
+    /// The online and offline keys were asked into one token.
+    #[error(
+        "the online keys need a token of their own ({0:?} was given for both): the server logs \
+         in to it and must reach no root, firmware or rollout key"
+    )]
+    SameToken(String),
     /// A key name that is not in the key set.
     #[error("no key named {0:?} in this key directory")]
     UnknownKey(String),
@@ -73,6 +92,16 @@ pub enum Role {
     Timestamp,
     /// The director, which signs per-device assignments.
     Director,
+}
+
+/// A token's URI as recorded: without the module, so a record can not make anyone load a
+/// library (the module comes from the environment of whoever signs).
+fn without_module(token: &TokenUri) -> String {
+    TokenUri {
+        module: None,
+        ..token.clone()
+    }
+    .to_string()
 }
 
 /// The roles whose keys a vendor rotates and may keep in a token.
@@ -129,6 +158,11 @@ pub struct Manifest {
     /// key files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pkcs11: Option<String>,
+    /// The token for the online keys (targets, snapshot, timestamp, director), kept apart so
+    /// that the server, which logs in to it, can reach no root, firmware or rollout key;
+    /// `None`: they go where the others do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11_online: Option<String>,
     /// Root keys no longer in use; their names are never given to a new key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired: Vec<String>,
@@ -147,17 +181,25 @@ impl KeySet {
     /// Creates a key directory with fresh keys for every role: `root_keys` root keys of
     /// which `threshold` must sign. Refuses a directory that exists with content.
     pub fn create(dir: &Path, root_keys: usize, threshold: usize) -> Result<Self, KeySetError> {
-        Self::create_in(dir, root_keys, threshold, None)
+        Self::create_in(dir, root_keys, threshold, None, None)
     }
 
-    /// [`KeySet::create`], with every key made inside the PKCS#11 token `token` when given:
-    /// the directory then holds no private key, only each key's public half and URI.
+    /// [`KeySet::create`], with keys made inside PKCS#11 tokens: the offline roles' (root,
+    /// firmware, rollout) in `token` and the online roles' in `online` (or `token` when not
+    /// given); the directory then holds no private key of those, only each key's public
+    /// half and URI. The two must be different tokens.
     pub fn create_in(
         dir: &Path,
         root_keys: usize,
         threshold: usize,
         token: Option<&TokenUri>,
+        online: Option<&TokenUri>,
     ) -> Result<Self, KeySetError> {
+        if let (Some(offline), Some(online)) = (token, online)
+            && offline.token == online.token
+        {
+            return Err(KeySetError::SameToken(online.token.clone()));
+        }
         if threshold == 0 || threshold > root_keys {
             return Err(KeySetError::BadThreshold {
                 threshold,
@@ -192,7 +234,9 @@ impl KeySet {
             director: "director".into(),
             firmware: vec!["firmware-1".into()],
             rollout: vec!["rollout-1".into()],
-            pkcs11: token.map(ToString::to_string),
+            // The module is never recorded: a record can not make anyone load a library.
+            pkcs11: token.map(without_module),
+            pkcs11_online: online.map(without_module),
             retired: Vec::new(),
         };
         let set = Self {
@@ -289,7 +333,15 @@ impl KeySet {
     /// `.pub` beside), or as a key file (with a `.pub` for firmware and rollout keys, which
     /// the update server needs without their private halves).
     fn generate(&self, name: &str) -> Result<(), KeySetError> {
-        let Some(token) = &self.manifest.pkcs11 else {
+        let m = &self.manifest;
+        let online = [&m.targets, &m.snapshot, &m.timestamp, &m.director]
+            .iter()
+            .any(|n| n.as_str() == name);
+        let token = match (&m.pkcs11_online, online) {
+            (Some(online), true) => Some(online),
+            _ => m.pkcs11.as_ref(),
+        };
+        let Some(token) = token else {
             let key = FileKey::generate_at(&self.key_path(name))?;
             if self
                 .manifest
@@ -314,7 +366,8 @@ impl KeySet {
         self.write_token_record(name, &uri, &key)
     }
 
-    /// `keys/<name>.pkcs11` (the URI) and `keys/<name>.pub` of a key in a token.
+    /// `keys/<name>.pkcs11` (the URI, without a module: that comes from the environment of
+    /// whoever signs) and `keys/<name>.pub` of a key in a token.
     fn write_token_record(
         &self,
         name: &str,
@@ -322,6 +375,10 @@ impl KeySet {
         key: &dyn Signer,
     ) -> Result<(), KeySetError> {
         let path = self.token_record_path(name);
+        let uri = KeyUri {
+            module: None,
+            ..uri.clone()
+        };
         fs::write(&path, format!("{uri}\n")).map_err(|source| KeySetError::Io { path, source })?;
         let path = self.public_key_path(name);
         fs::write(&path, format!("{}\n", hex::encode(key.public_key())))
@@ -334,7 +391,9 @@ impl KeySet {
     }
 
     /// Opens key `name` to sign with, wherever it lives: in a token when
-    /// `keys/<name>.pkcs11` names one, else the key file.
+    /// `keys/<name>.pkcs11` names one (and only if that key is the one `keys/<name>.pub`
+    /// names, so an edited record can not swap one role's key for another's), else the key
+    /// file.
     pub fn signer(&self, name: &str) -> Result<Arc<dyn Signer>, KeySetError> {
         let record = self.token_record_path(name);
         match fs::read_to_string(&record) {
@@ -343,9 +402,16 @@ impl KeySet {
                     path: record.clone(),
                     why: format!("{e}"),
                 })?;
-                Ok(Arc::new(
-                    crate::hsm::open_key(&uri).map_err(KeyError::from)?,
-                ))
+                let key = crate::hsm::open_key(&uri).map_err(KeyError::from)?;
+                let expected = self.public_keys(&[name.to_owned()])?;
+                if expected.first() != Some(&key.public_key()) {
+                    return Err(KeySetError::Mismatch {
+                        name: name.to_owned(),
+                        found: hex::encode(key.public_key()),
+                        expected: expected.first().map(hex::encode).unwrap_or_default(),
+                    });
+                }
+                Ok(Arc::new(key))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Arc::new(self.load(name)?)),
             Err(source) => Err(KeySetError::Io {

@@ -50,6 +50,10 @@ enum Command {
         /// OTTER_PKCS11_PIN or a prompt). The directory then holds no private key.
         #[arg(long)]
         pkcs11: Option<String>,
+        /// Make the online keys (targets, snapshot, timestamp, director) in this other token,
+        /// pkcs11:token=LABEL, so the server that logs in to it reaches no offline key.
+        #[arg(long)]
+        pkcs11_online: Option<String>,
     },
     /// Wrap a raw firmware binary into a signed Otter image.
     SignImage {
@@ -239,16 +243,17 @@ fn run(command: Command) -> Result<(), String> {
             root_threshold,
             expires,
             pkcs11,
+            pkcs11_online,
         } => {
             let token = (pkcs11.as_deref().map(str::parse::<TokenUri>).transpose())
                 .map_err(|e| format!("--pkcs11: {e}"))?;
-            init(
-                &dir,
-                root_keys,
-                root_threshold,
-                expiry(expires)?,
-                token.as_ref(),
-            )
+            let online = (pkcs11_online
+                .as_deref()
+                .map(str::parse::<TokenUri>)
+                .transpose())
+            .map_err(|e| format!("--pkcs11-online: {e}"))?;
+            let tokens = (token.as_ref(), online.as_ref());
+            init(&dir, root_keys, root_threshold, expiry(expires)?, tokens)
         }
         Command::SignImage {
             key,
@@ -337,9 +342,10 @@ fn init(
     root_keys: usize,
     threshold: usize,
     expires: jiff::Timestamp,
-    token: Option<&TokenUri>,
+    (token, online): (Option<&TokenUri>, Option<&TokenUri>),
 ) -> Result<(), String> {
-    let set = KeySet::create_in(dir, root_keys, threshold, token).map_err(|e| e.to_string())?;
+    let set =
+        (KeySet::create_in(dir, root_keys, threshold, token, online)).map_err(|e| e.to_string())?;
     let info = tuf::write_initial_root(&set, expires).map_err(|e| e.to_string())?;
     let m = set.manifest();
     println!("key directory {} created", dir.display());
@@ -370,14 +376,25 @@ fn init(
         );
     }
     println!("  {} (version 1, expires {expires})", info.path.display());
-    match token {
-        Some(t) => println!(
-            "Every key was made inside token {:?} and can not leave it; keys/ holds only their public halves and URIs.",
+    if let Some(t) = token {
+        println!(
+            "The root, firmware and rollout keys were made inside token {:?} and can not leave it.",
+            t.token
+        );
+    }
+    match (online, token) {
+        (Some(t), _) => println!(
+            "The online keys were made inside token {:?}: give the server its PIN, never the other's.",
             t.token
         ),
-        None => {
-            println!("Keep the root keys offline. Private keys are mode 0600 and never printed.")
-        }
+        (None, Some(_)) => println!(
+            "The online keys share that token: a server that logs in to it can reach every key. \
+             Use --pkcs11-online TOKEN-URI to keep them apart."
+        ),
+        (None, None) => {}
+    }
+    if token.is_none() {
+        println!("Keep the root keys offline. Private keys are mode 0600 and never printed.");
     }
     Ok(())
 }

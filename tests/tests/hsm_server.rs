@@ -1,7 +1,9 @@
 //! A server whose online keys (TUF targets, snapshot, timestamp and the director) all live in
-//! a PKCS#11 token: SoftHSM2 stands in for the HSM. `otter-keys init --pkcs11` makes the key
+//! a PKCS#11 token of their own, apart from the root, firmware and rollout keys' token:
+//! SoftHSM2 stands in for the HSMs. `otter-keys init --pkcs11 --pkcs11-online` makes the key
 //! set, the real `otter-server` binary serves with it, and the real agent checks in: its TUF
-//! client and its director check both verify signatures made inside the token.
+//! client and its director check both verify signatures made inside the token. A key record
+//! edited to name another role's key stops the server.
 
 mod common;
 #[path = "../../keys/tests/softhsm/mod.rs"]
@@ -12,7 +14,9 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use otter_agent::cycle::Outcome;
-use softhsm::{SoftHsm, TOKEN};
+use softhsm::{PIN, SoftHsm, TOKEN};
+
+const ONLINE: &str = "otter-online";
 
 struct Server(Child);
 
@@ -40,12 +44,40 @@ async fn a_server_signs_tuf_and_assignments_with_keys_that_stay_in_the_token() {
     let keys = bin.join("otter-keys");
     let server = bin.join("otter-server");
     let keydir = hsm.path("vendor-keys");
-    let token = format!("pkcs11:token={TOKEN}");
-    ok(hsm
-        .command(&keys)
-        .args(["init", &keydir, "--pkcs11", &token])
-        .output()
-        .unwrap());
+    hsm.add_token(ONLINE, PIN);
+    let (offline, online) = (
+        format!("pkcs11:token={TOKEN}"),
+        format!("pkcs11:token={ONLINE}"),
+    );
+    let x = hsm.path("x");
+    let both = [
+        "init",
+        &x,
+        "--pkcs11",
+        &offline,
+        "--pkcs11-online",
+        &offline,
+    ];
+    let same = hsm.command(&keys).args(both).output().unwrap();
+    assert!(String::from_utf8_lossy(&same.stderr).contains("need a token of their own"));
+    let init = [
+        "init",
+        &keydir,
+        "--pkcs11",
+        &offline,
+        "--pkcs11-online",
+        &online,
+    ];
+    ok(hsm.command(&keys).args(init).output().unwrap());
+    let set = otter_keys::keyset::KeySet::open(Path::new(&keydir)).unwrap();
+    let record = |name: &str| std::fs::read_to_string(set.token_record_path(name)).unwrap();
+    let m = set.manifest();
+    for name in [&m.targets, &m.snapshot, &m.timestamp, &m.director] {
+        assert!(record(name).starts_with(&format!("{online};")), "{name}");
+    }
+    for name in m.root.keys.iter().chain(&m.firmware).chain(&m.rollout) {
+        assert!(record(name).starts_with(&format!("{offline};")), "{name}");
+    }
     let trust = hsm.path("trust");
     let args = [
         "trust-bundle",
@@ -141,4 +173,21 @@ async fn a_server_signs_tuf_and_assignments_with_keys_that_stay_in_the_token() {
     otter_agent::sim::reset(agent.device()).unwrap();
     let outcome = agent.check().await.unwrap();
     assert!(matches!(outcome, Outcome::UpToDate { .. }), "{outcome:?}");
+
+    // The director's record edited to name the timestamp key: the server refuses to start.
+    drop(_server);
+    std::fs::write(set.token_record_path(&m.director), record(&m.timestamp)).unwrap();
+    let refused = hsm
+        .command(&server)
+        .args(serve)
+        .args(["--listen", "127.0.0.1:0"])
+        .output();
+    let refused = refused.unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    let director = &m.director;
+    assert!(
+        stderr.contains(&format!("is not the one keys/{director}.pub names")),
+        "{stderr}"
+    );
 }

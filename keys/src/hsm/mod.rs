@@ -62,14 +62,22 @@ pub enum HsmError {
 
 /// Opens the key `uri` names, asking for the PIN as [`pin`] does.
 pub fn open_key(uri: &KeyUri) -> Result<HsmKey, HsmError> {
-    let module = token::module_path(uri.module.as_deref())?;
-    Token::open(&module, &uri.token, &pin(&uri.token)?)?.key(&uri.object)
+    log_in(uri)?.key(&uri.object)
 }
 
 /// Generates a key where `uri` says, asking for the PIN as [`pin`] does.
 pub fn generate_key(uri: &KeyUri) -> Result<HsmKey, HsmError> {
+    log_in(uri)?.generate(&uri.object)
+}
+
+/// Logs in to `uri`'s token; a typed PIN is remembered only once the token accepted it, so
+/// a mistyped one is never tried again on its own (tokens lock after a few wrong PINs).
+fn log_in(uri: &KeyUri) -> Result<Token, HsmError> {
     let module = token::module_path(uri.module.as_deref())?;
-    Token::open(&module, &uri.token, &pin(&uri.token)?)?.generate(&uri.object)
+    let pin = pin(&uri.token)?;
+    let token = Token::open(&module, &uri.token, &pin)?;
+    remember_pin(&uri.token, pin);
+    Ok(token)
 }
 
 /// What a key in a token allows, as an auditor asks it.
@@ -104,14 +112,21 @@ pub fn pin(token: &str) -> Result<String, HsmError> {
     if let Ok(pin) = std::env::var("OTTER_PKCS11_PIN") {
         return Ok(pin);
     }
-    static TYPED: OnceLock<Mutex<HashMap<String, zeroize::Zeroizing<String>>>> = OnceLock::new();
-    let mut typed = (TYPED.get_or_init(Mutex::default).lock())
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(pin) = typed.get(token) {
+    if let Some(pin) = typed_pins().get(token) {
         return Ok(pin.to_string());
     }
-    let pin = rpassword::prompt_password(format!("PIN of token {token:?}: "))
-        .map_err(|_| HsmError::NoPin(token.to_owned()))?;
-    typed.insert(token.to_owned(), zeroize::Zeroizing::new(pin.clone()));
-    Ok(pin)
+    rpassword::prompt_password(format!("PIN of token {token:?}: "))
+        .map_err(|_| HsmError::NoPin(token.to_owned()))
+}
+
+/// PINs typed at the prompt that their token accepted, by token label.
+fn typed_pins() -> std::sync::MutexGuard<'static, HashMap<String, zeroize::Zeroizing<String>>> {
+    static TYPED: OnceLock<Mutex<HashMap<String, zeroize::Zeroizing<String>>>> = OnceLock::new();
+    (TYPED.get_or_init(Mutex::default).lock()).unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn remember_pin(token: &str, pin: String) {
+    if std::env::var_os("OTTER_PKCS11_PIN").is_none() {
+        typed_pins().insert(token.to_owned(), zeroize::Zeroizing::new(pin));
+    }
 }

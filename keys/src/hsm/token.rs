@@ -206,9 +206,11 @@ fn context(module: &Path) -> Result<Pkcs11, CkError> {
 
 /// The 32 key bytes of a `CKA_EC_POINT`: raw, or wrapped in a DER OCTET STRING.
 fn ed25519_point(point: &[u8]) -> Option<[u8; 32]> {
-    match point {
-        [0x04, 0x20, rest @ ..] => rest.try_into().ok(),
-        raw => raw.try_into().ok(),
+    // By length first: a raw key may itself begin with the bytes 04 20.
+    match point.len() {
+        32 => point.try_into().ok(),
+        34 => point.strip_prefix(&[0x04, 0x20])?.try_into().ok(),
+        _ => None,
     }
 }
 
@@ -274,5 +276,8 @@ mod tests {
         assert_eq!(ed25519_point(&der), Some(raw));
         assert_eq!(ed25519_point(&der[..20]), None);
         assert_eq!(ed25519_point(&[0x04, 0x41, 1, 2]), None);
+        let mut starts_like_der = [9u8; 32];
+        starts_like_der[..2].copy_from_slice(&[0x04, 0x20]);
+        assert_eq!(ed25519_point(&starts_like_der), Some(starts_like_der));
     }
 }

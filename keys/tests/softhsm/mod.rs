@@ -57,6 +57,17 @@ impl SoftHsm {
         Some(Self { dir, conf, module })
     }
 
+    /// Initialises another token, `label`, with user PIN `pin`.
+    pub fn add_token(&self, label: &str, pin: &str) {
+        let init = Command::new("softhsm2-util")
+            .args(["--init-token", "--free", "--label", label])
+            .args(["--so-pin", "87654321", "--pin", pin])
+            .env("SOFTHSM2_CONF", &self.conf)
+            .output()
+            .unwrap();
+        assert!(init.status.success(), "{init:?}");
+    }
+
     /// `program`, run in the token's dir with its configuration, the module and the PIN.
     pub fn command(&self, program: &Path) -> Command {
         let mut command = Command::new(program);
