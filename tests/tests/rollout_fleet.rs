@@ -124,7 +124,14 @@ async fn fifty_devices_through_a_healthy_rollout_and_a_failing_one() {
             timeout: Duration::from_secs(10),
         }];
     }
-    let failing = fleet.create_rollout(&v3, &spec).await;
+    // The threshold applies from the first device: a first stage of 10 % of 50 devices holds
+    // fewer than 3 one run in ten (the buckets of fresh device ids), and under a minimum of 3
+    // the rollout rightly neither pauses nor widens.
+    let failing_spec = RolloutSpec {
+        min_devices: 1,
+        ..spec.clone()
+    };
+    let failing = fleet.create_rollout(&v3, &failing_spec).await;
     fleet.rollout_command(&failing, "start").await;
     let view = run_until(&fleet, &devices, &failing, |v| v["state"] == "paused").await;
     // Paused at the first stage that admitted anyone (stage 1 but for an empty bucket range).
@@ -137,7 +144,7 @@ async fn fifty_devices_through_a_healthy_rollout_and_a_failing_one() {
         "paused at the first stage: {view}"
     );
     let in_stage = admitted(&view);
-    assert!(in_stage >= 3, "{view}");
+    assert!(in_stage >= 1, "{view}");
     let pause = (view["timeline"].as_array().unwrap().iter())
         .find(|e| e["change"] == "running -> paused")
         .unwrap_or_else(|| panic!("{view}"));
