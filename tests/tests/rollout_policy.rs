@@ -357,7 +357,8 @@ async fn a_policy_that_expires_during_a_slow_download_gets_no_trial() {
     let proxy = Proxy::start(&fleet.url, director).await;
     let device = fleet.device("SN-policy-slow", &proxy.url, &v1).await;
     let (id, agent) = (device.id(), device.agent());
-    let expires = now() + 2;
+    // Whole seconds: at least two left for the check-in and the first look.
+    let expires = now() + 3;
     let policy = RolloutPolicy {
         rollout_id: "rol_slow".into(),
         hardware_id: BOARD.into(),
@@ -370,8 +371,8 @@ async fn a_policy_that_expires_during_a_slow_download_gets_no_trial() {
         &proxy,
         Some(Signed::sign(policy, &rollout_key(&fleet)).unwrap()),
     );
-    // Two milliseconds a byte: the ~2 KiB download outlasts the policy's last two seconds.
-    proxy.inject(Route::Targets, Fault::Trickle(Duration::from_millis(2)), 10);
+    // Three milliseconds a byte: the ~2 KiB download takes over six seconds, past the expiry.
+    proxy.inject(Route::Targets, Fault::Trickle(Duration::from_millis(3)), 10);
 
     let err = agent.check().await.unwrap_err();
     assert_eq!(err.stage, "policy", "{err}");
