@@ -173,6 +173,8 @@ pub struct Manifest {
 pub struct KeySet {
     dir: PathBuf,
     manifest: Manifest,
+    /// The PKCS#11 module named on the command line at creation (records never keep it).
+    module: Option<PathBuf>,
 }
 
 const MANIFEST: &str = "keyset.json";
@@ -242,6 +244,7 @@ impl KeySet {
         let set = Self {
             dir: dir.to_owned(),
             manifest,
+            module: token.or(online).and_then(|t| t.module.clone()),
         };
         for name in set.all_key_names() {
             set.generate(&name)?;
@@ -266,6 +269,7 @@ impl KeySet {
         Ok(Self {
             dir: dir.to_owned(),
             manifest,
+            module: None,
         })
     }
 
@@ -361,7 +365,8 @@ impl KeySet {
         // A label of its own, so key sets sharing a token never collide.
         let mut tag = [0u8; 4];
         getrandom::fill(&mut tag).map_err(|e| KeyError::Random(e.to_string()))?;
-        let uri = token.key(&format!("{name}-{}", hex::encode(tag)));
+        let mut uri = token.key(&format!("{name}-{}", hex::encode(tag)));
+        uri.module.clone_from(&self.module);
         let key = crate::hsm::generate_key(&uri).map_err(KeyError::from)?;
         self.write_token_record(name, &uri, &key)
     }
@@ -402,6 +407,11 @@ impl KeySet {
                     path: record.clone(),
                     why: format!("{e}"),
                 })?;
+                // A record names no module; the one given at creation serves this process.
+                let uri = KeyUri {
+                    module: uri.module.or_else(|| self.module.clone()),
+                    ..uri
+                };
                 let key = crate::hsm::open_key(&uri).map_err(KeyError::from)?;
                 let expected = self.public_keys(&[name.to_owned()])?;
                 if expected.first() != Some(&key.public_key()) {

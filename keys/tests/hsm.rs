@@ -351,3 +351,27 @@ fn a_whole_key_set_made_in_the_token_leaves_no_private_key_on_disk() {
     root1.signed.verify_role(&root2).unwrap();
     root2.signed.verify_role(&root2).unwrap();
 }
+
+#[test]
+fn init_takes_the_module_from_its_uri_and_records_never_name_it() {
+    let Some(hsm) = SoftHsm::start() else { return };
+    let keydir = hsm.path("vendor-keys");
+    let token = format!("pkcs11:token={TOKEN}?module-path={}", hsm.module.display());
+    let out = hsm
+        .command(Path::new(env!("CARGO_BIN_EXE_otter-keys")))
+        .env_remove("OTTER_PKCS11_MODULE")
+        .args(["init", &keydir, "--pkcs11", &token])
+        .output()
+        .unwrap();
+    ok(out);
+    let set = KeySet::open(Path::new(&keydir)).unwrap();
+    let record = std::fs::read_to_string(set.token_record_path(&set.manifest().director)).unwrap();
+    assert!(!record.contains("module-path"), "{record}");
+    assert!(
+        !set.manifest()
+            .pkcs11
+            .as_deref()
+            .unwrap()
+            .contains("module-path")
+    );
+}

@@ -18,7 +18,8 @@ pub struct SoftHsm {
     /// The temporary dir (tokens, configuration, and a place for the test's files).
     pub dir: tempfile::TempDir,
     conf: PathBuf,
-    module: PathBuf,
+    /// The SoftHSM2 module.
+    pub module: PathBuf,
 }
 
 impl SoftHsm {
