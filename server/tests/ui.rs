@@ -322,9 +322,12 @@ async fn the_dashboard_works_in_a_real_browser() {
             .send_keys("seen in the lab")
             .await?;
         row.find(Locator::Css("button")).await?.click().await?;
+        // The old page has the same table: wait for the new one, which holds the note.
         browser
             .wait()
-            .for_element(Locator::Css("#acknowledged"))
+            .for_element(Locator::XPath(
+                "//table[@id='acknowledged']//td[text()='seen in the lab']",
+            ))
             .await?;
         let left = browser.find_all(Locator::Css("tr.flag-row")).await?;
         assert_eq!(left.len(), 4);
@@ -364,11 +367,11 @@ async fn the_dashboard_works_in_a_real_browser() {
             .await?
             .click()
             .await?;
-        let state = browser
+        // The page before the click has a state too: wait for the one that says paused.
+        browser
             .wait()
-            .for_element(Locator::Css("#rollout-state"))
+            .for_element(Locator::XPath("//*[@id='rollout-state' and normalize-space(.)='paused']"))
             .await?;
-        assert_eq!(state.text().await?, "paused");
         let timeline = browser
             .find(Locator::Css("#timeline"))
             .await?
