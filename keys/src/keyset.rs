@@ -79,6 +79,12 @@ pub enum KeySetError {
     /// A key name that is not in the key set.
     #[error("no key named {0:?} in this key directory")]
     UnknownKey(String),
+    /// Offline release signing is off.
+    #[error(
+        "this key directory has no release keys; create it with `otter-keys init \
+         --offline-release` to sign releases offline"
+    )]
+    NoReleaseSigning,
 }
 
 /// An online or single-key role.
@@ -132,6 +138,19 @@ pub struct RootKeys {
     pub keys: Vec<String>,
 }
 
+/// Offline release signing: the top-level targets key becomes offline and delegates images
+/// to these release keys and deltas to one online key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseKeys {
+    /// Release signatures needed.
+    pub threshold: usize,
+    /// Names of the release keys (offline).
+    pub keys: Vec<String>,
+    /// Name of the deltas key (online, held by the server).
+    pub deltas: String,
+}
+
 /// Contents of `keyset.json`: names of key files per role.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -163,6 +182,10 @@ pub struct Manifest {
     /// `None`: they go where the others do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pkcs11_online: Option<String>,
+    /// Offline release signing through TUF delegations; `None`: the online targets key
+    /// lists images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<ReleaseKeys>,
     /// Root keys no longer in use; their names are never given to a new key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired: Vec<String>,
@@ -183,20 +206,29 @@ impl KeySet {
     /// Creates a key directory with fresh keys for every role: `root_keys` root keys of
     /// which `threshold` must sign. Refuses a directory that exists with content.
     pub fn create(dir: &Path, root_keys: usize, threshold: usize) -> Result<Self, KeySetError> {
-        Self::create_in(dir, root_keys, threshold, None, None)
+        Self::create_in(dir, root_keys, threshold, None, None, None)
     }
 
     /// [`KeySet::create`], with keys made inside PKCS#11 tokens: the offline roles' (root,
     /// firmware, rollout) in `token` and the online roles' in `online` (or `token` when not
     /// given); the directory then holds no private key of those, only each key's public
     /// half and URI. The two must be different tokens.
+    ///
+    /// `release: Some((n, k))` turns on offline release signing: `n` release keys of which
+    /// `k` must sign, an online deltas key, and the targets key offline.
     pub fn create_in(
         dir: &Path,
         root_keys: usize,
         threshold: usize,
         token: Option<&TokenUri>,
         online: Option<&TokenUri>,
+        release: Option<(usize, usize)>,
     ) -> Result<Self, KeySetError> {
+        if let Some((keys, threshold)) = release
+            && (threshold == 0 || threshold > keys)
+        {
+            return Err(KeySetError::BadThreshold { threshold, keys });
+        }
         if let (Some(offline), Some(online)) = (token, online)
             && offline.token == online.token
         {
@@ -239,6 +271,11 @@ impl KeySet {
             // The module is never recorded: a record can not make anyone load a library.
             pkcs11: token.map(without_module),
             pkcs11_online: online.map(without_module),
+            release: release.map(|(keys, threshold)| ReleaseKeys {
+                threshold,
+                keys: (1..=keys).map(|i| format!("release-{i}")).collect(),
+                deltas: "deltas".into(),
+            }),
             retired: Vec::new(),
         };
         let set = Self {
@@ -338,22 +375,18 @@ impl KeySet {
     /// the update server needs without their private halves).
     fn generate(&self, name: &str) -> Result<(), KeySetError> {
         let m = &self.manifest;
-        let online = [&m.targets, &m.snapshot, &m.timestamp, &m.director]
-            .iter()
-            .any(|n| n.as_str() == name);
+        let online = self.online_key_names().iter().any(|n| n == name);
         let token = match (&m.pkcs11_online, online) {
             (Some(online), true) => Some(online),
             _ => m.pkcs11.as_ref(),
         };
         let Some(token) = token else {
             let key = FileKey::generate_at(&self.key_path(name))?;
-            if self
-                .manifest
-                .firmware
+            let release = m
+                .release
                 .iter()
-                .chain(&self.manifest.rollout)
-                .any(|n| n == name)
-            {
+                .flat_map(|r| r.keys.iter().chain([&r.deltas]));
+            if (m.firmware.iter().chain(&m.rollout).chain(release)).any(|n| n == name) {
                 self.write_public_key(name, &key)?;
             }
             return Ok(());
@@ -609,7 +642,28 @@ impl KeySet {
         names.extend([&m.targets, &m.snapshot, &m.timestamp, &m.director].map(String::clone));
         names.extend(m.firmware.iter().cloned());
         names.extend(m.rollout.iter().cloned());
+        if let Some(release) = &m.release {
+            names.extend(release.keys.iter().cloned());
+            names.push(release.deltas.clone());
+        }
         names
+    }
+
+    /// The keys the server holds: snapshot, timestamp, director, and the targets key, or,
+    /// with offline release signing, the deltas key in its place.
+    pub fn online_key_names(&self) -> Vec<String> {
+        let m = &self.manifest;
+        let mut names = vec![m.snapshot.clone(), m.timestamp.clone(), m.director.clone()];
+        match &m.release {
+            Some(release) => names.push(release.deltas.clone()),
+            None => names.push(m.targets.clone()),
+        }
+        names
+    }
+
+    /// The release keys' names and threshold, if offline release signing is on.
+    pub fn release_keys(&self) -> Option<&ReleaseKeys> {
+        self.manifest.release.as_ref()
     }
 
     /// Names of every key file in `keys/`, sorted (current and retired keys alike).

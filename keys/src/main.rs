@@ -54,6 +54,33 @@ enum Command {
         /// pkcs11:token=LABEL, so the server that logs in to it reaches no offline key.
         #[arg(long)]
         pkcs11_online: Option<String>,
+        /// Sign releases offline: the targets key stays offline and delegates images to
+        /// release keys (sign each release with `sign-release`) and deltas to an online
+        /// deltas key. The server then cannot list an image on its own.
+        #[arg(long)]
+        offline_release: bool,
+        /// Number of release keys (with --offline-release).
+        #[arg(long, default_value_t = 1, requires = "offline_release")]
+        release_keys: usize,
+        /// Release signatures required (at most --release-keys).
+        #[arg(long, default_value_t = 1, requires = "offline_release")]
+        release_threshold: usize,
+    },
+    /// Sign the next version of the release metadata: everything the newest version lists
+    /// plus the given images (none: only renew its expiry). Upload the file it writes to
+    /// the server (`PUT /api/v1/tuf/release`) once the images are published.
+    SignRelease {
+        /// The key directory (made with `init --offline-release`).
+        keydir: PathBuf,
+        /// Signed images to list (each must verify under the key set's firmware keys).
+        images: Vec<PathBuf>,
+        /// Start from this release metadata (e.g. the server's release.json) when it is
+        /// newer than the key directory's newest.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// How long the new version is valid, e.g. 365d.
+        #[arg(long, default_value = "365d", value_parser = parse_duration)]
+        expires: jiff::SignedDuration,
     },
     /// Wrap a raw firmware binary into a signed Otter image.
     SignImage {
@@ -244,6 +271,9 @@ fn run(command: Command) -> Result<(), String> {
             expires,
             pkcs11,
             pkcs11_online,
+            offline_release,
+            release_keys,
+            release_threshold,
         } => {
             let token = (pkcs11.as_deref().map(str::parse::<TokenUri>).transpose())
                 .map_err(|e| format!("--pkcs11: {e}"))?;
@@ -253,8 +283,16 @@ fn run(command: Command) -> Result<(), String> {
                 .transpose())
             .map_err(|e| format!("--pkcs11-online: {e}"))?;
             let tokens = (token.as_ref(), online.as_ref());
-            init(&dir, root_keys, root_threshold, expiry(expires)?, tokens)
+            let release = offline_release.then_some((release_keys, release_threshold));
+            let roots = (root_keys, root_threshold);
+            init(&dir, roots, expiry(expires)?, tokens, release)
         }
+        Command::SignRelease {
+            keydir,
+            images,
+            from,
+            expires,
+        } => sign_release(&keydir, &images, from.as_deref(), expiry(expires)?),
         Command::SignImage {
             key,
             log,
@@ -339,14 +377,18 @@ fn run(command: Command) -> Result<(), String> {
 
 fn init(
     dir: &Path,
-    root_keys: usize,
-    threshold: usize,
+    (root_keys, threshold): (usize, usize),
     expires: jiff::Timestamp,
     (token, online): (Option<&TokenUri>, Option<&TokenUri>),
+    release: Option<(usize, usize)>,
 ) -> Result<(), String> {
-    let set =
-        (KeySet::create_in(dir, root_keys, threshold, token, online)).map_err(|e| e.to_string())?;
+    let set = (KeySet::create_in(dir, root_keys, threshold, token, online, release))
+        .map_err(|e| e.to_string())?;
     let info = tuf::write_initial_root(&set, expires).map_err(|e| e.to_string())?;
+    let delegated = match release {
+        Some(_) => Some(tuf::write_delegating_targets(&set, expires).map_err(|e| e.to_string())?),
+        None => None,
+    };
     let m = set.manifest();
     println!("key directory {} created", dir.display());
     println!(
@@ -355,9 +397,18 @@ fn init(
         m.root.threshold
     );
     println!(
-        "  online keys for the server: {}, {}, {}",
-        m.targets, m.snapshot, m.timestamp
+        "  online keys for the server: {}",
+        set.online_key_names()[..].join(", ")
     );
+    if let (Some(keys), Some((top, first))) = (&m.release, &delegated) {
+        println!(
+            "  offline: targets key {} and release keys {} (threshold {})",
+            m.targets,
+            keys.keys.join(", "),
+            keys.threshold
+        );
+        println!("  {} and {}", top.path.display(), first.path.display());
+    }
     println!("  director key: {}", m.director);
     // Where each signing key is: its file, or the URI of its key in the token.
     let place = |name: &str| match std::fs::read_to_string(set.token_record_path(name)) {
@@ -396,6 +447,36 @@ fn init(
     if token.is_none() {
         println!("Keep the root keys offline. Private keys are mode 0600 and never printed.");
     }
+    Ok(())
+}
+
+fn sign_release(
+    keydir: &Path,
+    images: &[PathBuf],
+    from: Option<&Path>,
+    expires: jiff::Timestamp,
+) -> Result<(), String> {
+    let set = KeySet::open(keydir).map_err(|e| e.to_string())?;
+    let bytes = (images.iter())
+        .map(|p| fs::read(p).map_err(|e| format!("{}: {e}", p.display())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let base = from
+        .map(tuf::read_targets)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let info = tuf::sign_release(&set, &bytes, base, expires).map_err(|e| e.to_string())?;
+    println!(
+        "release metadata version {} ({} signature(s), expires {}): {}",
+        info.version,
+        info.signatures,
+        info.expires,
+        info.path.display()
+    );
+    for name in &info.targets {
+        println!("  {name}");
+    }
+    println!("sha256 {}", info.sha256);
+    println!("Publish the images first, then upload this file: PUT /api/v1/tuf/release");
     Ok(())
 }
 

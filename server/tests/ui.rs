@@ -370,7 +370,9 @@ async fn the_dashboard_works_in_a_real_browser() {
         // The page before the click has a state too: wait for the one that says paused.
         browser
             .wait()
-            .for_element(Locator::XPath("//*[@id='rollout-state' and normalize-space(.)='paused']"))
+            .for_element(Locator::XPath(
+                "//*[@id='rollout-state' and normalize-space(.)='paused']",
+            ))
             .await?;
         let timeline = browser
             .find(Locator::Css("#timeline"))

@@ -21,7 +21,9 @@
 //! current-thread runtime — on a separate thread if the caller is inside a runtime already.
 
 mod ceremony;
+pub mod delegation;
 mod key_source;
+mod release;
 mod store;
 
 use std::path::PathBuf;
@@ -30,6 +32,10 @@ pub use ceremony::{
     RootChange, RootKeyInfo, SignedRootInfo, rotate_root, rotate_root_with, write_initial_root,
 };
 pub use key_source::{SignerKeySource, tuf_key, tuf_key_id};
+pub use release::{
+    SignedMetadataInfo, image_target, metadata_path, newest_metadata, read_targets, sign_release,
+    write_delegating_targets,
+};
 pub use store::{ROOT_FILE, SPEC_VERSION, current_root, root_version_path};
 
 use crate::keyset::KeySetError;
@@ -58,6 +64,14 @@ pub enum TufError {
     /// A root file (or key record) is not valid TUF root metadata.
     #[error("{what}: malformed TUF root ({why})")]
     Malformed {
+        /// The file or object.
+        what: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A targets-like metadata file that is not what it should be.
+    #[error("{what}: {why}")]
+    BadMetadata {
         /// The file or object.
         what: String,
         /// What is wrong.
@@ -118,6 +132,28 @@ pub enum TufError {
     /// The freshly signed root did not verify (a signer produced a bad signature).
     #[error("the signed root does not verify: {0}")]
     SelfCheck(String),
+    /// Delegated metadata that does not verify or strays outside its paths.
+    #[error(transparent)]
+    Delegation(#[from] delegation::DelegationError),
+    /// An image that cannot be released.
+    #[error("image: {0}")]
+    Image(String),
+    /// Too few release keys open to meet the release threshold.
+    #[error(
+        "only {available} release key(s) are available but {threshold} must sign{}",
+        if unavailable.is_empty() { String::new() } else { format!(" (cannot open: {})", unavailable.join("; ")) }
+    )]
+    NotEnoughReleaseKeys {
+        /// The release threshold.
+        threshold: usize,
+        /// Keys that opened.
+        available: usize,
+        /// Keys that did not, with why.
+        unavailable: Vec<String>,
+    },
+    /// Refused to overwrite a metadata version.
+    #[error("{0}: already exists; metadata versions are never overwritten")]
+    MetadataExists(PathBuf),
     /// The async runtime for `tough` could not be started.
     #[error("cannot run tough: {0}")]
     Runtime(std::io::Error),
