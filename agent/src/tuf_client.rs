@@ -140,23 +140,33 @@ impl TufClient {
 }
 
 impl Refreshed {
-    /// The signed description of target `name`.
+    /// The signed description of target `name`, resolved as TUF says: top-level targets
+    /// first, then the delegated roles whose paths cover the name, in order, stopping at a
+    /// terminating one. So under offline release signing an image comes only from the
+    /// vendor's release role, and a delta only from the deltas role.
     pub fn target(&self, name: &str) -> Result<TargetEntry, TufClientError> {
         let key = target_name(name)?;
         let target = self
             .repo
             .targets()
             .signed
-            .targets
-            .get(&key)
-            .ok_or_else(|| TufClientError::UnknownTarget(name.to_owned()))?;
+            .find_target(&key, false)
+            .map_err(|_| TufClientError::UnknownTarget(name.to_owned()))?;
         entry(name, target)
     }
 
-    /// Every target in the signed targets metadata (entries we cannot read are skipped).
+    /// Every target the signed metadata lists, each as [`Refreshed::target`] resolves its
+    /// name: an entry a delegated role lists outside its paths, or one that another role
+    /// takes precedence over, is ignored, and the rest still counts. Entries we cannot read
+    /// are skipped.
     pub fn targets(&self) -> Vec<TargetEntry> {
+        let top = &self.repo.targets().signed;
         self.repo
             .all_targets()
+            .filter(|(name, target)| {
+                top.find_target(name, false)
+                    .is_ok_and(|resolved| std::ptr::eq(resolved, *target))
+            })
             .filter_map(|(name, target)| entry(name.raw(), target).ok())
             .collect()
     }

@@ -64,6 +64,26 @@ pub async fn publish(server: &str, token: &str, image: &Path, wait: bool) -> Res
     Ok(())
 }
 
+/// Uploads release metadata signed offline (`otter-keys sign-release`) and prints what the
+/// server now serves.
+pub async fn publish_release(server: &str, token: &str, file: &Path) -> Result<(), AnyError> {
+    let base = server.trim_end_matches('/');
+    let body = tokio::fs::read_to_string(file)
+        .await
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    eprintln!("uploading release metadata {} to {base}", file.display());
+    let response = reqwest::Client::new()
+        .put(format!("{base}/api/v1/tuf/release"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await?;
+    let published = json_or_error(response).await?;
+    println!("{}", serde_json::to_string_pretty(&published)?);
+    Ok(())
+}
+
 async fn json_or_error(response: reqwest::Response) -> Result<Value, AnyError> {
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);

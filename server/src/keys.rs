@@ -31,13 +31,23 @@ pub enum KeysError {
     },
 }
 
+/// The online key that lists targets.
+#[derive(Clone)]
+pub enum ListingKey {
+    /// The TUF targets key: the server lists images and deltas.
+    Targets(Arc<dyn Signer>),
+    /// The key of the delegated deltas role (offline release signing): the vendor's
+    /// release role lists images, the server only deltas.
+    Deltas(Arc<dyn Signer>),
+}
+
 /// The loaded online keys.
 #[derive(Clone)]
 pub struct ServerKeys {
     /// The key directory (its `<N>.root.json` files are the TUF roots).
     pub dir: PathBuf,
-    /// Signs TUF targets metadata.
-    pub targets: Arc<dyn Signer>,
+    /// Signs the metadata that lists targets.
+    pub listing: ListingKey,
     /// Signs TUF snapshot metadata.
     pub snapshot: Arc<dyn Signer>,
     /// Signs TUF timestamp metadata.
@@ -90,7 +100,12 @@ impl ServerKeys {
         let role = |role| set.role_signer(role).map_err(keyset_err);
         Ok(Self {
             dir: dir.to_path_buf(),
-            targets: role(Role::Targets)?,
+            listing: match set.release_keys() {
+                Some(release) => {
+                    ListingKey::Deltas(set.signer(&release.deltas).map_err(keyset_err)?)
+                }
+                None => ListingKey::Targets(role(Role::Targets)?),
+            },
             snapshot: role(Role::Snapshot)?,
             timestamp: role(Role::Timestamp)?,
             director: role(Role::Director)?,
@@ -106,11 +121,13 @@ impl ServerKeys {
     }
 }
 
-/// The private keys in `dir/keys` that belong offline (root, firmware and rollout signing
-/// keys), as key files or as records of keys in a PKCS#11 token (`.pkcs11`; a server that can
-/// log in to that token can sign with them): a server holding them could sign a new root or a
-/// firmware image itself, so whoever takes the server would take the fleet.
+/// The private keys in `dir/keys` that belong offline (root, firmware, rollout and release
+/// signing keys, and the targets key under offline release signing), as key files or as
+/// records of keys in a PKCS#11 token (`.pkcs11`; a server that can log in to that token can
+/// sign with them): a server holding them could sign a new root, an image or a release
+/// itself, so whoever takes the server would take the fleet.
 pub fn offline_private_keys(dir: &Path) -> Vec<PathBuf> {
+    let release_signing = KeySet::open(dir).is_ok_and(|set| set.release_keys().is_some());
     let Ok(entries) = std::fs::read_dir(dir.join("keys")) else {
         return Vec::new();
     };
@@ -119,10 +136,12 @@ pub fn offline_private_keys(dir: &Path) -> Vec<PathBuf> {
         .map(|e| e.path())
         .filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            (name.ends_with(".key") || name.ends_with(".pkcs11"))
-                && ["root", "firmware", "rollout"]
+            let (stem, kind) = name.rsplit_once('.').unwrap_or((name, ""));
+            (kind == "key" || kind == "pkcs11")
+                && (["root", "firmware", "rollout", "release"]
                     .iter()
-                    .any(|role| name.starts_with(role))
+                    .any(|role| stem.starts_with(role))
+                    || (release_signing && stem == "targets"))
         })
         .collect();
     found.sort();
@@ -165,5 +184,33 @@ mod tests {
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(found, ["firmware-1.key", "root-1.pkcs11"]);
+    }
+
+    #[test]
+    fn under_offline_release_signing_release_and_targets_keys_are_offline() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = otter_keys::keyset::KeySet::create_in(
+            &dir.path().join("k"),
+            1,
+            1,
+            None,
+            None,
+            Some((2, 1)),
+        )
+        .unwrap();
+        let found: Vec<String> = (offline_private_keys(set.dir()).iter())
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "firmware-1.key",
+                "release-1.key",
+                "release-2.key",
+                "rollout-1.key",
+                "root-1.key",
+                "targets.key"
+            ]
+        );
     }
 }

@@ -47,6 +47,18 @@ enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Publish release metadata the vendor signed offline (`otter-keys sign-release`), once
+    /// its images are published: from then on devices see them.
+    PublishRelease {
+        /// The signed release metadata (`KEYDIR/<N>.release.json`).
+        file: PathBuf,
+        /// Server base URL.
+        #[arg(long, env = "OTTER_SERVER", default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// Bearer token with the `publish` scope (prefer the variable: flags show in `ps`).
+        #[arg(long, env = "OTTER_TOKEN", hide_env_values = true)]
+        token: String,
+    },
     /// Stage a release with a rollout: create, list, show (--watch), start, pause, resume,
     /// advance, abort, and upload its signed policy. A thin client of a running server's
     /// API (scope `fleet`).
@@ -118,6 +130,11 @@ async fn main() -> ExitCode {
             token,
             no_wait,
         } => client::publish(&server, &token, &image, !no_wait).await,
+        Command::PublishRelease {
+            file,
+            server,
+            token,
+        } => client::publish_release(&server, &token, &file).await,
         Command::Rollout { command } => rollout_client::run(command).await,
         Command::DeltaChild {
             memory_limit,

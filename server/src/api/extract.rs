@@ -52,3 +52,24 @@ impl From<QueryRejection> for ApiError {
         Self::BadRequest(rejection.body_text())
     }
 }
+
+/// A UTF-8 text body, e.g. signed metadata kept byte for byte (400 when it is not UTF-8,
+/// 413 over the body limit).
+pub struct Text(pub String);
+
+impl<S: Send + Sync> FromRequest<S> for Text {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        String::from_request(request, state)
+            .await
+            .map(Text)
+            .map_err(|rejection| {
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::TooLarge(rejection.body_text())
+                } else {
+                    ApiError::BadRequest(rejection.body_text())
+                }
+            })
+    }
+}

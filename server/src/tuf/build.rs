@@ -66,16 +66,17 @@ pub(super) fn targets(
     Ok(targets)
 }
 
-/// Snapshot metadata naming `targets` (version, length and hash).
+/// Snapshot metadata naming each targets-like file (`targets.json`, and with delegations
+/// `release.json` and `deltas.json`) by version, length and hash.
 pub(super) fn snapshot(
     version: NonZeroU64,
     expires: jiff::Timestamp,
-    targets: &MetaRef,
+    files: &[(String, MetaRef)],
 ) -> Snapshot {
     let mut snapshot = Snapshot::new(SPEC_VERSION.to_owned(), version, expires);
-    snapshot
-        .meta
-        .insert("targets.json".to_owned(), metafile(targets));
+    for (name, file) in files {
+        snapshot.meta.insert(name.clone(), metafile(file));
+    }
     snapshot
 }
 

@@ -47,6 +47,25 @@ pub enum TufError {
         /// What is wrong.
         why: String,
     },
+    /// The repository delegates releases, but not in a way this server can serve.
+    #[error("offline release signing: {0}")]
+    NotDelegated(String),
+    /// Signing or checking a delegated role failed.
+    #[error("{role} metadata: {why}")]
+    Delegated {
+        /// The role.
+        role: &'static str,
+        /// What went wrong.
+        why: String,
+    },
+    /// The key directory's top-level targets conflicts with the stored one.
+    #[error("{path}: {why}")]
+    TargetsFile {
+        /// The key directory's file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
     /// `tough` failed to sign a role.
     #[error("signing {role} metadata: {source}")]
     Sign {

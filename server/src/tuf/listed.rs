@@ -24,22 +24,23 @@ impl SignedTargets {
     }
 }
 
-/// Loads the newest signed targets metadata (empty before the first signing).
+/// Loads what the newest signed targets metadata lists (empty before the first signing):
+/// top-level targets, and with offline release signing the release and deltas roles.
 pub async fn signed_targets(db: &Db) -> Result<SignedTargets, TufError> {
-    let Some(stored) = store::metadata(db.pool(), RoleName::Targets, None).await? else {
-        return Ok(SignedTargets::default());
-    };
-    let targets: Signed<Targets> =
-        serde_json::from_str(&stored.body).map_err(|e| TufError::Stored {
-            what: "newest targets.json".into(),
-            why: e.to_string(),
-        })?;
-    Ok(SignedTargets(
-        targets
-            .signed
-            .targets
-            .iter()
-            .map(|(name, t)| (name.raw().to_owned(), (t.hashes.sha256.to_vec(), t.length)))
-            .collect(),
-    ))
+    let mut listed = HashMap::new();
+    for role in RoleName::LISTED {
+        let Some(stored) = store::metadata(db.pool(), role, None).await? else {
+            continue;
+        };
+        let targets: Signed<Targets> =
+            serde_json::from_str(&stored.body).map_err(|e| TufError::Stored {
+                what: format!("newest {}", role.file()),
+                why: e.to_string(),
+            })?;
+        listed.extend(
+            (targets.signed.targets.iter())
+                .map(|(name, t)| (name.raw().to_owned(), (t.hashes.sha256.to_vec(), t.length))),
+        );
+    }
+    Ok(SignedTargets(listed))
 }

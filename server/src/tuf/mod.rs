@@ -3,20 +3,26 @@
 //! tuftool) can update from it.
 //!
 //! - **Roles.** `root` comes from the offline ceremony of `otter-keys` (imported from the key
-//!   directory at start); `targets`, `snapshot` and `timestamp` are signed here with the
-//!   server's online keys. Targets signing sits behind [`TargetsSigner`] so it can move
-//!   offline (delegations) later.
+//!   directory at start); `snapshot` and `timestamp` are signed here with the server's
+//!   online keys. Targets are listed one of two ways ([`sign::Lister`]):
+//!   - *online*: the server's targets key signs top-level `targets` with every image and
+//!     delta;
+//!   - *offline release signing*: the vendor's top-level `targets` (imported from the key
+//!     directory like the roots) delegates images to the offline `release` role, whose
+//!     metadata the vendor uploads ([`upload`]), and deltas to the `deltas` role, which the
+//!     server signs. The server then cannot list an image.
 //! - **Targets.** Every release is `firmware/<hardware-id>/<version>.img`, every delta
 //!   `deltas/<hardware-id>/<from>_<to>.patch`, each with Otter's custom fields
 //!   ([`otter_keys::targets::TargetInfo`]).
 //! - **One writer.** Every write runs in one transaction that first takes the `tuf_writer`
 //!   row lock, so versions stay gap-free and consistent across server processes.
-//! - **Fresh.** A background task ([`spawn_refresher`]) re-signs each role once half its
-//!   lifetime has passed.
+//! - **Fresh.** A background task ([`spawn_refresher`]) re-signs each online role once half
+//!   its lifetime has passed.
 //!
 //! Files: `store` (database access), `build` (role contents), `sign` (signing), `writer`
-//! (the locked write), `roots` (root import), `routes` and `paths` (serving), `refresher`,
-//! [`listed`] (what signed targets list, for the director).
+//! (the locked write), `roots` (root import), `vendor` (the vendor's top-level targets and
+//! release metadata), `upload` (the release upload route), `routes` and `paths` (serving),
+//! `refresher`, [`listed`] (what signed targets list, for the director).
 
 mod build;
 mod error;
@@ -27,23 +33,25 @@ mod roots;
 mod routes;
 mod sign;
 mod store;
+mod upload;
+mod vendor;
 mod writer;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use utoipa_axum::router::OpenApiRouter;
+
 use tough::schema::RoleType;
 
 pub use error::TufError;
 pub use refresher::{refresh_period, spawn_refresher};
-pub use routes::routes;
-pub use sign::{OnlineTargetsSigner, TargetsSigner};
 pub use writer::Written;
 
 use crate::config::Config;
 use crate::db::Db;
-use crate::keys::ServerKeys;
-use sign::RoleKey;
+use crate::keys::{ListingKey, ServerKeys};
+use sign::{DeltasKey, Lister, RoleKey};
 use writer::{Expiries, Trigger};
 
 /// The single writer of TUF metadata (serialised through the database across processes).
@@ -51,10 +59,15 @@ use writer::{Expiries, Trigger};
 pub struct Repository {
     db: Db,
     keys_dir: PathBuf,
-    targets_signer: Arc<dyn TargetsSigner>,
+    lister: Lister,
     snapshot_key: RoleKey,
     timestamp_key: RoleKey,
     expiries: Expiries,
+}
+
+/// The public TUF routes and the vendor's release upload.
+pub fn routes() -> OpenApiRouter<crate::state::AppState> {
+    routes::routes().merge(upload::routes())
 }
 
 impl Repository {
@@ -63,7 +76,12 @@ impl Repository {
         Self {
             db,
             keys_dir: keys.dir.clone(),
-            targets_signer: Arc::new(OnlineTargetsSigner::new(keys.targets.clone())),
+            lister: match &keys.listing {
+                ListingKey::Targets(key) => {
+                    Lister::Online(RoleKey::new(RoleType::Targets, Arc::clone(key)))
+                }
+                ListingKey::Deltas(key) => Lister::Delegated(DeltasKey(Arc::clone(key))),
+            },
             snapshot_key: RoleKey::new(RoleType::Snapshot, keys.snapshot.clone()),
             timestamp_key: RoleKey::new(RoleType::Timestamp, keys.timestamp.clone()),
             expiries: Expiries {
@@ -72,12 +90,6 @@ impl Repository {
                 timestamp: config.timestamp_expiry,
             },
         }
-    }
-
-    /// Replaces the online targets key (for offline targets signing through delegations).
-    pub fn with_targets_signer(mut self, signer: Arc<dyn TargetsSigner>) -> Self {
-        self.targets_signer = signer;
-        self
     }
 
     /// Imports the key directory's root versions, checks that the newest root lists the

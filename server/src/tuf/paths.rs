@@ -12,6 +12,10 @@ pub(super) enum MetadataFile {
     Snapshot(Option<u64>),
     /// `N.targets.json` or `targets.json`.
     Targets(Option<u64>),
+    /// `N.release.json` or `release.json` (delegated, offline release signing).
+    Release(Option<u64>),
+    /// `N.deltas.json` or `deltas.json` (delegated, offline release signing).
+    Deltas(Option<u64>),
 }
 
 impl MetadataFile {
@@ -26,6 +30,8 @@ impl MetadataFile {
             ("timestamp.json", None) => Some(Self::Timestamp),
             ("snapshot.json", v) => Some(Self::Snapshot(v)),
             ("targets.json", v) => Some(Self::Targets(v)),
+            ("release.json", v) => Some(Self::Release(v)),
+            ("deltas.json", v) => Some(Self::Deltas(v)),
             _ => None,
         }
     }
@@ -34,7 +40,11 @@ impl MetadataFile {
     pub(super) fn is_versioned(self) -> bool {
         matches!(
             self,
-            Self::Root(Some(_)) | Self::Snapshot(Some(_)) | Self::Targets(Some(_))
+            Self::Root(Some(_))
+                | Self::Snapshot(Some(_))
+                | Self::Targets(Some(_))
+                | Self::Release(Some(_))
+                | Self::Deltas(Some(_))
         )
     }
 }

@@ -17,7 +17,7 @@ use crate::http::{CachePolicy, Entity, Source, respond};
 use crate::state::AppState;
 
 /// Public routes under `/tuf/metadata/` and `/tuf/targets/`.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes() -> OpenApiRouter<AppState> {
     // Target names contain slashes: axum needs a catch-all, OpenAPI a plain parameter.
     let (_, target_paths, target_router) = routes!(target);
     let mut router = OpenApiRouter::new()
@@ -28,8 +28,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// A TUF metadata file: `N.root.json`, `root.json` (newest), `timestamp.json`,
-/// `N.snapshot.json`, `N.targets.json`, and `snapshot.json`/`targets.json` (newest, for
-/// clients without consistent snapshots). Public; supports `ETag`/`If-None-Match`, `Range`.
+/// `N.snapshot.json`, `N.targets.json`, with offline release signing `N.release.json` and
+/// `N.deltas.json`, and each without `N.` (newest, for clients without consistent
+/// snapshots). Public; supports `ETag`/`If-None-Match`, `Range`.
 #[utoipa::path(get, path = "/tuf/metadata/{file}", tag = "tuf",
     params(("file" = String, Path, description = "e.g. `timestamp.json`, `3.snapshot.json`",
         example = "timestamp.json"),
@@ -58,6 +59,8 @@ async fn metadata(
         MetadataFile::Timestamp => latest(db, RoleName::Timestamp, None).await?,
         MetadataFile::Snapshot(v) => latest(db, RoleName::Snapshot, v).await?,
         MetadataFile::Targets(v) => latest(db, RoleName::Targets, v).await?,
+        MetadataFile::Release(v) => latest(db, RoleName::Release, v).await?,
+        MetadataFile::Deltas(v) => latest(db, RoleName::Deltas, v).await?,
     }
     .ok_or_else(not_found)?;
     let bytes = Bytes::from(body);

@@ -1,55 +1,157 @@
 //! Signing one role with the server's online keys, through `tough`'s editor and our
-//! [`Signer`] trait (so a hardware module can hold the keys later).
+//! [`Signer`] trait (so a hardware module can hold the keys): [`Lister`] for the role that
+//! lists targets (top-level targets, or the delegated deltas role), [`RoleKey`] for the rest.
 
 use std::fmt;
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use aws_lc_rs::rand::SystemRandom;
 use otter_keys::signer::Signer;
+use otter_keys::tuf::delegation::{DELTAS_ROLE, check_delegated, sign_delegated};
 use otter_keys::tuf::{SignerKeySource, tuf_key_id};
 use serde::Serialize;
 use tough::editor::signed::SignedRole;
 use tough::key_source::KeySource;
-use tough::schema::{KeyHolder, Role, RoleType, Root, Targets};
+use tough::schema::{Delegations, KeyHolder, Role, RoleType, Root, Signed, Targets};
 
 use super::TufError;
+use super::store::RoleName;
 
-/// Signs the top-level targets metadata.
-///
-/// This is the seam for offline targets signing: today the server holds the targets key
-/// ([`OnlineTargetsSigner`]). When the vendor signs targets offline and delegates deltas to
-/// an online role, an implementation of this trait that signs the delegated role (and serves
-/// the vendor's top-level targets) replaces it, and the rest of the writer stays unchanged.
-#[async_trait]
-pub trait TargetsSigner: Send + Sync + fmt::Debug {
-    /// Checks that `root` lets this signer sign targets (at start, for a clear error).
-    fn check_root(&self, root: &Root, root_version: u64) -> Result<(), TufError>;
-
-    /// Signs `targets` so that clients trusting `root` accept it.
-    async fn sign(&self, targets: Targets, root: &Root) -> Result<SignedRole<Targets>, TufError>;
-}
-
-/// The targets key held online by the server.
+/// Who signs the metadata that lists targets, with which online key.
 #[derive(Clone, Debug)]
-pub struct OnlineTargetsSigner(RoleKey);
+pub(super) enum Lister {
+    /// The server's targets key signs top-level targets listing every image and delta.
+    Online(RoleKey),
+    /// The vendor's top-level targets (imported from the key directory) delegates images
+    /// to the offline release role and deltas to the role this key signs: the server lists
+    /// deltas only.
+    Delegated(DeltasKey),
+}
 
-impl OnlineTargetsSigner {
-    /// Signs targets with `key`.
-    pub fn new(key: Arc<dyn Signer>) -> Self {
-        Self(RoleKey::new(RoleType::Targets, key))
+/// The online key of the delegated `deltas` role.
+#[derive(Clone)]
+pub(super) struct DeltasKey(pub(super) Arc<dyn Signer>);
+
+impl fmt::Debug for DeltasKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("DeltasKey")
+            .field(&SignerKeySource::new(Arc::clone(&self.0)))
+            .finish()
     }
 }
 
-#[async_trait]
-impl TargetsSigner for OnlineTargetsSigner {
-    fn check_root(&self, root: &Root, root_version: u64) -> Result<(), TufError> {
-        self.0.check_root(root, root_version)
+/// A signed metadata file as stored and served, with what the role above says of it.
+#[derive(Clone, Debug)]
+pub(super) struct SignedFile {
+    /// The file.
+    pub(super) buffer: Vec<u8>,
+    /// Its SHA-256.
+    pub(super) sha256: Vec<u8>,
+    /// Its version.
+    pub(super) version: NonZeroU64,
+}
+
+impl SignedFile {
+    pub(super) fn of<T: Role + Serialize>(signed: &SignedRole<T>) -> Self {
+        Self {
+            buffer: signed.buffer().clone(),
+            sha256: signed.sha256().to_vec(),
+            version: signed.signed().signed.version(),
+        }
+    }
+}
+
+impl Lister {
+    /// The role this lister signs.
+    pub(super) fn role(&self) -> RoleName {
+        match self {
+            Self::Online(_) => RoleName::Targets,
+            Self::Delegated(_) => RoleName::Deltas,
+        }
     }
 
-    async fn sign(&self, targets: Targets, root: &Root) -> Result<SignedRole<Targets>, TufError> {
-        self.0.sign(targets, root).await
+    /// Checks that `root` (and, when delegated, the vendor's top-level targets `top`) let
+    /// this key sign its role (at start, for a clear error).
+    pub(super) fn check(
+        &self,
+        root: &Root,
+        root_version: u64,
+        top: Option<&Targets>,
+    ) -> Result<(), TufError> {
+        match self {
+            Self::Online(key) => key.check_root(root, root_version),
+            Self::Delegated(DeltasKey(key)) => {
+                let fail = |why: String| TufError::NotDelegated(why);
+                let role = top
+                    .and_then(|t| t.delegations.as_ref())
+                    .and_then(|d| d.roles.iter().find(|r| r.name == DELTAS_ROLE))
+                    .ok_or_else(|| {
+                        fail(format!(
+                            "the vendor's top-level targets delegates no {DELTAS_ROLE} role"
+                        ))
+                    })?;
+                let id = tuf_key_id(key.as_ref()).map_err(|e| fail(e.to_string()))?;
+                if !role.keyids.contains(&id) || role.threshold.get() > 1 {
+                    return Err(fail(format!(
+                        "its {DELTAS_ROLE} role wants key(s) {} (threshold {}), the server holds {}",
+                        role.keyids
+                            .iter()
+                            .map(hex::encode)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        role.threshold,
+                        hex::encode(&id)
+                    )));
+                }
+                Ok(())
+            }
+        }
     }
+
+    /// Signs `listing` for clients trusting `root` (and `top`, when delegated).
+    pub(super) async fn sign(
+        &self,
+        listing: Targets,
+        root: &Root,
+        top: Option<&Targets>,
+    ) -> Result<SignedFile, TufError> {
+        match self {
+            Self::Online(key) => key.sign(listing, root).await.map(|s| SignedFile::of(&s)),
+            Self::Delegated(DeltasKey(key)) => {
+                let delegations = delegations(top)?;
+                let signed =
+                    sign_delegated(listing, DELTAS_ROLE, delegations, std::slice::from_ref(key))
+                        .await
+                        .map_err(|e| TufError::Delegated {
+                            role: DELTAS_ROLE,
+                            why: e.to_string(),
+                        })?;
+                Ok(SignedFile::of(&signed))
+            }
+        }
+    }
+
+    /// Whether `stored` (this lister's newest file) still verifies.
+    pub(super) fn verifies(
+        &self,
+        root: &Root,
+        top: Option<&Targets>,
+        stored: &Signed<Targets>,
+    ) -> bool {
+        match self {
+            Self::Online(_) => root.verify_role(stored).is_ok(),
+            Self::Delegated(_) => {
+                delegations(top).is_ok_and(|d| check_delegated(d, DELTAS_ROLE, stored).is_ok())
+            }
+        }
+    }
+}
+
+/// The delegations of the vendor's top-level targets.
+pub(super) fn delegations(top: Option<&Targets>) -> Result<&Delegations, TufError> {
+    top.and_then(|t| t.delegations.as_ref())
+        .ok_or_else(|| TufError::NotDelegated("no vendor top-level targets is stored".into()))
 }
 
 /// One online key and the role it signs.

@@ -15,11 +15,15 @@ pub(super) async fn lock(conn: &mut AnyConnection) -> Result<(), TufError> {
     Ok(())
 }
 
-/// A metadata role the server signs.
+/// A metadata role the server stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum RoleName {
     /// `targets`
     Targets,
+    /// `release` (delegated, signed offline by the vendor)
+    Release,
+    /// `deltas` (delegated, signed by the server)
+    Deltas,
     /// `snapshot`
     Snapshot,
     /// `timestamp`
@@ -27,10 +31,20 @@ pub(super) enum RoleName {
 }
 
 impl RoleName {
+    /// The roles a snapshot lists.
+    pub(super) const LISTED: [Self; 3] = [Self::Targets, Self::Release, Self::Deltas];
+
+    /// The file name a snapshot lists it under.
+    pub(super) fn file(self) -> String {
+        format!("{}.json", self.as_str())
+    }
+
     /// The name stored in `tuf_metadata.role` (and the TUF role name).
     pub(super) fn as_str(self) -> &'static str {
         match self {
             Self::Targets => "targets",
+            Self::Release => "release",
+            Self::Deltas => "deltas",
             Self::Snapshot => "snapshot",
             Self::Timestamp => "timestamp",
         }

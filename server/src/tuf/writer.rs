@@ -2,27 +2,30 @@
 //! roles need a new version, signs them top-down (targets → snapshot → timestamp) and stores
 //! them, so readers only ever see a consistent set.
 
+use std::collections::BTreeMap;
 use std::num::NonZeroU64;
 use std::time::Duration;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::AnyConnection;
-use tough::editor::signed::SignedRole;
-use tough::schema::{Role, Root, Signed, Snapshot, Targets, Timestamp};
+use tough::schema::{Root, Signed, Snapshot, Targets, Timestamp};
 
 use super::build::{self, MetaRef};
+use super::sign::{Lister, SignedFile};
 use super::store::{self, Head, NewMetadata, RoleName};
-use super::{Repository, TufError, roots};
+use super::{Repository, TufError, roots, vendor};
 
 /// Why a write happens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Trigger {
-    /// Server start: import roots, check keys, sign whatever is missing, stale, no longer
-    /// valid under the newest root, or behind the release and delta tables.
+    /// Server start: import roots (and the vendor's top-level targets), check keys, sign
+    /// whatever is missing, stale, no longer valid under the newest root, or behind the
+    /// release and delta tables.
     Init,
     /// Releases or deltas changed: new targets, snapshot and timestamp.
     TargetsChanged,
+    /// The vendor's metadata changed (a release upload): new snapshot and timestamp.
+    VendorChanged,
     /// Periodic: re-sign what passed half its lifetime.
     Refresh,
 }
@@ -30,7 +33,8 @@ pub(super) enum Trigger {
 /// The versions a write signed (`None`: that role was left as it was).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Written {
-    /// New targets version.
+    /// New version of the role the server lists targets in (`targets`, or `deltas` under
+    /// offline release signing).
     pub targets: Option<u64>,
     /// New snapshot version.
     pub snapshot: Option<u64>,
@@ -56,18 +60,38 @@ pub(super) struct Expiries {
 /// The newest version of each role.
 #[derive(Debug)]
 struct Heads {
+    /// The role the server lists targets in.
     targets: Option<Head>,
+    /// Every targets-like role the snapshot lists, with its newest version.
+    listed: Vec<(RoleName, Head)>,
     snapshot: Option<Head>,
     timestamp: Option<Head>,
 }
 
 impl Heads {
-    async fn load(conn: &mut AnyConnection) -> Result<Self, TufError> {
+    async fn load(conn: &mut AnyConnection, lister: &Lister) -> Result<Self, TufError> {
+        let mut listed = Vec::new();
+        for role in listed_roles(lister) {
+            if let Some(head) = store::head(&mut *conn, *role).await? {
+                listed.push((*role, head));
+            }
+        }
         Ok(Self {
-            targets: store::head(&mut *conn, RoleName::Targets).await?,
+            targets: (listed.iter())
+                .find(|(role, _)| *role == lister.role())
+                .map(|(_, head)| head.clone()),
+            listed,
             snapshot: store::head(&mut *conn, RoleName::Snapshot).await?,
             timestamp: store::head(&mut *conn, RoleName::Timestamp).await?,
         })
+    }
+}
+
+/// The targets-like roles a snapshot lists.
+fn listed_roles(lister: &Lister) -> &'static [RoleName] {
+    match lister {
+        Lister::Online(_) => &[RoleName::Targets],
+        Lister::Delegated(_) => &RoleName::LISTED,
     }
 }
 
@@ -112,7 +136,8 @@ impl Repository {
     pub(super) async fn write(&self, trigger: Trigger) -> Result<Written, TufError> {
         if trigger == Trigger::Refresh {
             // Most ticks find nothing due: look without taking the lock first.
-            let heads = Heads::load(&mut *self.db.pool().acquire().await?).await?;
+            let mut conn = self.db.pool().acquire().await?;
+            let heads = Heads::load(&mut conn, &self.lister).await?;
             let plan = Plan::decide(&heads, Plan::default(), &self.expiries, crate::db::now());
             if plan.is_empty() {
                 return Ok(Written::default());
@@ -124,21 +149,37 @@ impl Repository {
             roots::import(&mut tx, &self.keys_dir).await?;
         }
         let (root_version, root) = roots::newest(&mut tx).await?;
+        let root = &root.signed;
+        let top = match self.lister {
+            Lister::Online(_) => None,
+            Lister::Delegated(_) => {
+                if trigger == Trigger::Init {
+                    vendor::import_targets(&mut tx, &self.keys_dir, root).await?;
+                }
+                let top = vendor::top_level(&mut tx).await?.map(|t| t.signed);
+                if let (Trigger::Init, Some(top)) = (trigger, &top) {
+                    vendor::import_first_release(&mut tx, &self.keys_dir, top).await?;
+                }
+                top
+            }
+        };
+        let top = top.as_ref();
         if trigger == Trigger::Init {
-            self.check_root(&root.signed, root_version)?;
+            self.check_root(root, root_version, top)?;
         }
-        let heads = Heads::load(&mut tx).await?;
+        let heads = Heads::load(&mut tx, &self.lister).await?;
         let force = match trigger {
             Trigger::Init => {
-                let mut plan = invalid(&mut tx, &root.signed, &heads).await?;
+                let mut plan = self.invalid(&mut tx, root, top, &heads).await?;
                 // A release or delta committed before a crash, but never signed.
-                plan.targets |= targets_differ(&mut tx, &heads).await?;
+                plan.targets |= self.targets_differ(&mut tx, &heads).await?;
                 plan
             }
             Trigger::TargetsChanged => Plan {
-                targets: targets_differ(&mut tx, &heads).await?,
+                targets: self.targets_differ(&mut tx, &heads).await?,
                 ..Plan::default()
             },
+            Trigger::VendorChanged => self.invalid(&mut tx, root, top, &heads).await?,
             Trigger::Refresh => Plan::default(),
         };
         let now = crate::db::now();
@@ -149,30 +190,37 @@ impl Repository {
             return Ok(Written::default());
         }
         let mut written = Written::default();
-        let root = &root.signed;
 
+        let listing = self.lister.role();
         let mut targets_ref = None;
         if plan.targets {
             let version = next(heads.targets.as_ref())?;
-            let expires = expiry(now, self.expiries.targets, "targets")?;
-            let releases = store::releases(&mut tx).await?;
-            let deltas = store::deltas(&mut tx).await?;
-            let targets = build::targets(version, expires.0, &releases, &deltas)?;
-            let signed = self.targets_signer.sign(targets, root).await?;
-            targets_ref = Some(save(&mut tx, RoleName::Targets, &signed, expires.1, now).await?);
+            let expires = expiry(now, self.expiries.targets, listing.as_str())?;
+            let targets = self.wanted_targets(&mut tx, version, expires.0).await?;
+            let signed = self.lister.sign(targets, root, top).await?;
+            targets_ref = Some(save(&mut tx, listing, &signed, expires.1, now).await?);
             written.targets = Some(version.get());
         }
 
         let mut snapshot_ref = None;
         if plan.snapshot {
-            let targets_ref = match targets_ref {
-                Some(r) => r,
-                None => current(&mut tx, RoleName::Targets, heads.targets.as_ref()).await?,
-            };
+            let mut files = Vec::new();
+            for role in listed_roles(&self.lister) {
+                let head = heads.listed.iter().find(|(r, _)| r == role).map(|(_, h)| h);
+                let file = match (&targets_ref, head) {
+                    (Some(new), _) if *role == listing => new.clone(),
+                    (_, Some(head)) => current(&mut tx, *role, Some(head)).await?,
+                    // No release metadata uploaded yet: the snapshot lists none.
+                    (_, None) if *role == RoleName::Release => continue,
+                    (_, None) => current(&mut tx, *role, None).await?,
+                };
+                files.push((role.file(), file));
+            }
             let version = next(heads.snapshot.as_ref())?;
             let expires = expiry(now, self.expiries.snapshot, "snapshot")?;
-            let snapshot = build::snapshot(version, expires.0, &targets_ref);
+            let snapshot = build::snapshot(version, expires.0, &files);
             let signed = self.snapshot_key.sign(snapshot, root).await?;
+            let signed = SignedFile::of(&signed);
             snapshot_ref = Some(save(&mut tx, RoleName::Snapshot, &signed, expires.1, now).await?);
             written.snapshot = Some(version.get());
         }
@@ -186,6 +234,7 @@ impl Repository {
             let expires = expiry(now, self.expiries.timestamp, "timestamp")?;
             let timestamp = build::timestamp(version, expires.0, &snapshot_ref);
             let signed = self.timestamp_key.sign(timestamp, root).await?;
+            let signed = SignedFile::of(&signed);
             save(&mut tx, RoleName::Timestamp, &signed, expires.1, now).await?;
             written.timestamp = Some(version.get());
         }
@@ -196,64 +245,90 @@ impl Repository {
     /// Whether the tables list other targets than the newest signed targets (no lock).
     pub(super) async fn targets_behind(&self) -> Result<bool, TufError> {
         let mut conn = self.db.pool().acquire().await?;
-        let heads = Heads::load(&mut conn).await?;
-        targets_differ(&mut conn, &heads).await
+        let heads = Heads::load(&mut conn, &self.lister).await?;
+        self.targets_differ(&mut conn, &heads).await
     }
 
-    fn check_root(&self, root: &Root, root_version: u64) -> Result<(), TufError> {
-        self.targets_signer.check_root(root, root_version)?;
+    fn check_root(
+        &self,
+        root: &Root,
+        root_version: u64,
+        top: Option<&Targets>,
+    ) -> Result<(), TufError> {
+        self.lister.check(root, root_version, top)?;
         self.snapshot_key.check_root(root, root_version)?;
         self.timestamp_key.check_root(root, root_version)
     }
-}
 
-/// The roles whose newest version does not verify under `root` (keys rotated) or does not
-/// point at the newest version below it: they are re-signed at start.
-async fn invalid(conn: &mut AnyConnection, root: &Root, heads: &Heads) -> Result<Plan, TufError> {
-    let mut plan = Plan::default();
-    if let Some(head) = &heads.targets {
-        let targets: Signed<Targets> = load(conn, RoleName::Targets, head).await?;
-        plan.targets = root.verify_role(&targets).is_err();
+    /// What the server's listing role should list now: every release (online) or none
+    /// (delegated: the vendor's release role lists them), and every delta.
+    async fn wanted_targets(
+        &self,
+        conn: &mut AnyConnection,
+        version: NonZeroU64,
+        expires: jiff::Timestamp,
+    ) -> Result<Targets, TufError> {
+        let releases = match self.lister {
+            Lister::Online(_) => store::releases(&mut *conn).await?,
+            Lister::Delegated(_) => Vec::new(),
+        };
+        let deltas = store::deltas(conn).await?;
+        build::targets(version, expires, &releases, &deltas)
     }
-    if let Some(head) = &heads.snapshot {
-        let snapshot: Signed<Snapshot> = load(conn, RoleName::Snapshot, head).await?;
-        let listed = snapshot
-            .signed
-            .meta
-            .get("targets.json")
-            .map(|m| m.version.get());
-        plan.snapshot = root.verify_role(&snapshot).is_err()
-            || listed != heads.targets.as_ref().map(|h| h.version);
-    }
-    if let Some(head) = &heads.timestamp {
-        let timestamp: Signed<Timestamp> = load(conn, RoleName::Timestamp, head).await?;
-        let listed = timestamp
-            .signed
-            .meta
-            .get("snapshot.json")
-            .map(|m| m.version.get());
-        plan.timestamp = root.verify_role(&timestamp).is_err()
-            || listed != heads.snapshot.as_ref().map(|h| h.version);
-    }
-    Ok(plan)
-}
 
-/// Whether the release and delta tables list other targets than the newest targets
-/// metadata does (so a caller may report a change that is already signed, or retry one).
-async fn targets_differ(conn: &mut AnyConnection, heads: &Heads) -> Result<bool, TufError> {
-    let Some(head) = &heads.targets else {
-        return Ok(true);
-    };
-    let stored: Signed<Targets> = load(conn, RoleName::Targets, head).await?;
-    let releases = store::releases(conn).await?;
-    let deltas = store::deltas(conn).await?;
-    let wanted = build::targets(
-        stored.signed.version,
-        stored.signed.expires,
-        &releases,
-        &deltas,
-    )?;
-    Ok(wanted.targets != stored.signed.targets)
+    /// The roles whose newest version does not verify under `root` (keys rotated) or does
+    /// not point at the newest versions below it: they are re-signed.
+    async fn invalid(
+        &self,
+        conn: &mut AnyConnection,
+        root: &Root,
+        top: Option<&Targets>,
+        heads: &Heads,
+    ) -> Result<Plan, TufError> {
+        let mut plan = Plan::default();
+        if let Some(head) = &heads.targets {
+            let targets: Signed<Targets> = load(conn, self.lister.role(), head).await?;
+            plan.targets = !self.lister.verifies(root, top, &targets);
+        }
+        if let Some(head) = &heads.snapshot {
+            let snapshot: Signed<Snapshot> = load(conn, RoleName::Snapshot, head).await?;
+            let listed: BTreeMap<&str, u64> = (snapshot.signed.meta.iter())
+                .map(|(name, m)| (name.as_str(), m.version.get()))
+                .collect();
+            let files: Vec<String> = heads.listed.iter().map(|(role, _)| role.file()).collect();
+            let wanted: BTreeMap<&str, u64> = (files.iter().zip(&heads.listed))
+                .map(|(file, (_, head))| (file.as_str(), head.version))
+                .collect();
+            plan.snapshot = root.verify_role(&snapshot).is_err() || listed != wanted;
+        }
+        if let Some(head) = &heads.timestamp {
+            let timestamp: Signed<Timestamp> = load(conn, RoleName::Timestamp, head).await?;
+            let listed = timestamp
+                .signed
+                .meta
+                .get("snapshot.json")
+                .map(|m| m.version.get());
+            plan.timestamp = root.verify_role(&timestamp).is_err()
+                || listed != heads.snapshot.as_ref().map(|h| h.version);
+        }
+        Ok(plan)
+    }
+
+    /// Whether the release and delta tables list other targets than the newest listing
+    /// does (so a caller may report a change that is already signed, or retry one).
+    async fn targets_differ(
+        &self,
+        conn: &mut AnyConnection,
+        heads: &Heads,
+    ) -> Result<bool, TufError> {
+        let Some(head) = &heads.targets else {
+            return Ok(true);
+        };
+        let stored: Signed<Targets> = load(conn, self.lister.role(), head).await?;
+        let wanted =
+            (self.wanted_targets(conn, stored.signed.version, stored.signed.expires)).await?;
+        Ok(wanted.targets != stored.signed.targets)
+    }
 }
 
 /// Loads and parses the newest stored version of a role.
@@ -305,19 +380,19 @@ async fn stored(
 }
 
 /// Stores a signed role and describes it for the role above.
-async fn save<T: Role + Serialize>(
+async fn save(
     conn: &mut AnyConnection,
     role: RoleName,
-    signed: &SignedRole<T>,
+    signed: &SignedFile,
     expires: i64,
     now: i64,
 ) -> Result<MetaRef, TufError> {
-    let version = signed.signed().signed.version();
-    let body = std::str::from_utf8(signed.buffer()).map_err(|e| TufError::Stored {
+    let version = signed.version;
+    let body = std::str::from_utf8(&signed.buffer).map_err(|e| TufError::Stored {
         what: format!("new {} metadata", role.as_str()),
         why: e.to_string(),
     })?;
-    let sha256 = hex::encode(signed.sha256());
+    let sha256 = hex::encode(&signed.sha256);
     store::insert_metadata(
         conn,
         &NewMetadata {
@@ -332,8 +407,8 @@ async fn save<T: Role + Serialize>(
     .await?;
     Ok(MetaRef {
         version,
-        sha256: signed.sha256().to_vec(),
-        length: *signed.length(),
+        sha256: signed.sha256.clone(),
+        length: signed.buffer.len() as u64,
     })
 }
 
@@ -390,6 +465,7 @@ mod tests {
     fn roles_are_due_when_missing_or_past_half_their_lifetime() {
         let fresh = Heads {
             targets: head(1, 1300),
+            listed: Vec::new(),
             snapshot: head(1, 1200),
             timestamp: head(1, 1100),
         };
@@ -416,6 +492,7 @@ mod tests {
         // Nothing stored: everything.
         let empty = Heads {
             targets: None,
+            listed: Vec::new(),
             snapshot: None,
             timestamp: None,
         };

@@ -3,6 +3,7 @@
 //! (file flash, otter-boot state) driven by the real agent.
 #![allow(dead_code)]
 
+pub mod forge;
 pub mod hostile;
 pub mod proxy;
 pub mod smuggle;
