@@ -3,7 +3,7 @@
 //! cheapest way to get it: a delta from exactly the running image, else the full image.
 
 use otter_boot::image::Version;
-use otter_keys::targets::{DeltaInfo, TargetInfo};
+use otter_keys::targets::{DeltaInfo, TargetInfo, image_target_name};
 use otter_keys::wire::AssignedTarget;
 
 use crate::tuf_client::{Refreshed, TargetEntry, TufClientError};
@@ -22,7 +22,7 @@ pub enum SelectError {
         /// What differs.
         what: &'static str,
     },
-    /// The target is not a full image.
+    /// The target is not a full image (or not named as one).
     #[error("target {0:?} is not a firmware image")]
     NotAnImage(String),
     /// The image is for another board.
@@ -105,6 +105,12 @@ pub fn plan(
     let TargetInfo::Image(image) = &full.info else {
         return Err(SelectError::NotAnImage(full.name.clone()));
     };
+    // An image is only ever `firmware/<hw>/<version>.img`: the one name the vendor's
+    // release role (under offline release signing) vouches for. An entry elsewhere that
+    // calls itself an image, e.g. one the online deltas role lists under `deltas/`, is not.
+    if full.name != image_target_name(&image.hardware_id, image.version) {
+        return Err(SelectError::NotAnImage(full.name.clone()));
+    }
     if image.version != assigned.version {
         return Err(mismatch("version"));
     }

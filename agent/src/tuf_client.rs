@@ -156,9 +156,9 @@ impl Refreshed {
     }
 
     /// Every target the signed metadata lists, each as [`Refreshed::target`] resolves its
-    /// name: an entry a delegated role lists outside its paths, or one that another role
-    /// takes precedence over, is ignored, and the rest still counts. Entries we cannot read
-    /// are skipped.
+    /// name: an entry that another role takes precedence over, or (once tough no longer
+    /// refuses such a repository outright) one a delegated role lists outside its paths, is
+    /// left out. Entries we cannot read are skipped.
     pub fn targets(&self) -> Vec<TargetEntry> {
         let top = &self.repo.targets().signed;
         self.repo

@@ -79,6 +79,9 @@ pub enum KeySetError {
     /// A key name that is not in the key set.
     #[error("no key named {0:?} in this key directory")]
     UnknownKey(String),
+    /// Offline release signing is already on.
+    #[error("offline release signing is already on in this key directory")]
+    ReleaseSigningOn,
     /// Offline release signing is off.
     #[error(
         "this key directory has no release keys; create it with `otter-keys init \
@@ -659,6 +662,46 @@ impl KeySet {
             None => names.push(m.targets.clone()),
         }
         names
+    }
+
+    /// Turns on offline release signing in an existing key set: `keys` fresh release keys
+    /// (`threshold` of them must sign) and a fresh deltas key. The targets key must then be
+    /// replaced by an offline one with a root rotation
+    /// ([`crate::tuf::enable_offline_release`] does both).
+    pub fn add_release_keys(&mut self, keys: usize, threshold: usize) -> Result<(), KeySetError> {
+        if threshold == 0 || threshold > keys {
+            return Err(KeySetError::BadThreshold { threshold, keys });
+        }
+        if self.manifest.release.is_some() {
+            return Err(KeySetError::ReleaseSigningOn);
+        }
+        let deltas = self.fresh_name("deltas");
+        self.manifest.release = Some(ReleaseKeys {
+            threshold,
+            keys: Vec::new(),
+            deltas: deltas.clone(),
+        });
+        for _ in 0..keys {
+            // Fresh among the names so far, the ones just made included.
+            let name = self.fresh_name("release");
+            if let Some(release) = self.manifest.release.as_mut() {
+                release.keys.push(name.clone());
+            }
+            self.generate(&name)?;
+        }
+        self.generate(&deltas)?;
+        self.save()
+    }
+
+    /// Makes a fresh targets key (`targets-N`) and names it the targets key; the old one is
+    /// retired. Only a root rotation that names the new key makes it valid.
+    pub fn replace_targets_key(&mut self) -> Result<String, KeySetError> {
+        let name = self.fresh_name("targets");
+        self.generate(&name)?;
+        let old = std::mem::replace(&mut self.manifest.targets, name.clone());
+        self.manifest.retired.push(old);
+        self.save()?;
+        Ok(name)
     }
 
     /// The release keys' names and threshold, if offline release signing is on.

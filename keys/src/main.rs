@@ -82,6 +82,29 @@ enum Command {
         #[arg(long, default_value = "365d", value_parser = parse_duration)]
         expires: jiff::SignedDuration,
     },
+    /// Turn on offline release signing in a key set whose server already serves releases:
+    /// release keys and a deltas key, a fresh offline targets key named by a new root
+    /// version, and a top-level targets newer than what the server serves, delegating to
+    /// them. Copy the new files to the server and restart it.
+    EnableOfflineRelease {
+        /// The key directory.
+        keydir: PathBuf,
+        /// The server's current targets.json (GET /tuf/metadata/targets.json): the new
+        /// top-level targets must be newer.
+        #[arg(long)]
+        served_targets: PathBuf,
+        /// Signed images devices should still see (listed in release version 1).
+        images: Vec<PathBuf>,
+        /// Number of release keys.
+        #[arg(long, default_value_t = 1)]
+        release_keys: usize,
+        /// Release signatures required (at most --release-keys).
+        #[arg(long, default_value_t = 1)]
+        release_threshold: usize,
+        /// How long the new root, targets and release metadata are valid, e.g. 365d.
+        #[arg(long, default_value = "365d", value_parser = parse_duration)]
+        expires: jiff::SignedDuration,
+    },
     /// Wrap a raw firmware binary into a signed Otter image.
     SignImage {
         /// The firmware signing key: a key file (KEYDIR/keys/firmware-N.key) or a key in an
@@ -287,6 +310,20 @@ fn run(command: Command) -> Result<(), String> {
             let roots = (root_keys, root_threshold);
             init(&dir, roots, expiry(expires)?, tokens, release)
         }
+        Command::EnableOfflineRelease {
+            keydir,
+            served_targets,
+            images,
+            release_keys,
+            release_threshold,
+            expires,
+        } => enable_offline_release(
+            &keydir,
+            &served_targets,
+            &images,
+            (release_keys, release_threshold),
+            expiry(expires)?,
+        ),
         Command::SignRelease {
             keydir,
             images,
@@ -447,6 +484,66 @@ fn init(
     if token.is_none() {
         println!("Keep the root keys offline. Private keys are mode 0600 and never printed.");
     }
+    Ok(())
+}
+
+fn enable_offline_release(
+    keydir: &Path,
+    served_targets: &Path,
+    images: &[PathBuf],
+    release: (usize, usize),
+    expires: jiff::Timestamp,
+) -> Result<(), String> {
+    let mut set = KeySet::open(keydir).map_err(|e| e.to_string())?;
+    let served = tuf::read_targets(served_targets).map_err(|e| e.to_string())?;
+    let (_, root) = tuf::current_root(keydir).map_err(|e| e.to_string())?;
+    root.signed.verify_role(&served).map_err(|e| {
+        format!(
+            "{}: not the targets metadata this key set's root vouches for ({e})",
+            served_targets.display()
+        )
+    })?;
+    let bytes = (images.iter())
+        .map(|p| fs::read(p).map_err(|e| format!("{}: {e}", p.display())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (root, top, first) = tuf::enable_offline_release(
+        &mut set,
+        release,
+        served.signed.version.get(),
+        &bytes,
+        expires,
+    )
+    .map_err(|e| e.to_string())?;
+    let m = set.manifest();
+    println!(
+        "offline release signing is on: release keys {} (threshold {}), deltas key {}",
+        m.release
+            .as_ref()
+            .map(|r| r.keys.join(", "))
+            .unwrap_or_default(),
+        m.release.as_ref().map_or(0, |r| r.threshold),
+        m.release
+            .as_ref()
+            .map(|r| r.deltas.as_str())
+            .unwrap_or_default()
+    );
+    println!(
+        "  {} names the new offline targets key {}",
+        root.path.display(),
+        m.targets
+    );
+    println!("  {} and {}", top.path.display(), first.path.display());
+    for name in &first.targets {
+        println!("  release 1 lists {name}");
+    }
+    println!(
+        "Copy these, keyset.json and keys/{}.key to the server's key directory, remove its old \
+         targets key, and restart it.",
+        m.release
+            .as_ref()
+            .map(|r| r.deltas.as_str())
+            .unwrap_or_default()
+    );
     Ok(())
 }
 

@@ -172,6 +172,34 @@ fn sign_release_refuses_foreign_images_and_key_sets_without_release_keys() {
     let err = fails(&["sign-release", s(&other), s(&own)]);
     assert!(err.contains("no release keys"), "{err}");
 
+    // A top-level targets in the key directory that the root does not vouch for (here
+    // re-signed by the online deltas key, adding nothing) is not trusted to name release keys.
+    let set = KeySet::open(&keys).unwrap();
+    let deltas = set.signer("deltas").unwrap();
+    let mut top = read_targets(&metadata_path(&keys, "targets", 1))
+        .unwrap()
+        .signed;
+    top.version = std::num::NonZeroU64::new(2).unwrap();
+    let forged = tough::schema::Signed {
+        signatures: vec![tough::schema::Signature {
+            keyid: otter_keys::tuf::tuf_key_id(deltas.as_ref()).unwrap(),
+            sig: deltas
+                .sign(&tough::schema::Role::canonical_form(&top).unwrap())
+                .unwrap()
+                .to_vec()
+                .into(),
+        }],
+        signed: top,
+    };
+    let forged_path = metadata_path(&keys, "targets", 2);
+    fs::write(&forged_path, serde_json::to_vec(&forged).unwrap()).unwrap();
+    let err = fails(&["sign-release", s(&keys)]);
+    assert!(
+        err.contains("not signed by the root's targets key"),
+        "{err}"
+    );
+    fs::remove_file(&forged_path).unwrap();
+
     // A base that the release keys did not sign is not built upon.
     let forged = tmp.path().join("forged.json");
     let mut base = read_targets(&metadata_path(&keys, RELEASE_ROLE, 1)).unwrap();

@@ -127,7 +127,11 @@ impl ServerKeys {
 /// sign with them): a server holding them could sign a new root, an image or a release
 /// itself, so whoever takes the server would take the fleet.
 pub fn offline_private_keys(dir: &Path) -> Vec<PathBuf> {
-    let release_signing = KeySet::open(dir).is_ok_and(|set| set.release_keys().is_some());
+    // Under offline release signing the targets key belongs offline too.
+    let offline_targets = KeySet::open(dir)
+        .ok()
+        .filter(|set| set.release_keys().is_some())
+        .map(|set| set.manifest().targets.clone());
     let Ok(entries) = std::fs::read_dir(dir.join("keys")) else {
         return Vec::new();
     };
@@ -141,7 +145,7 @@ pub fn offline_private_keys(dir: &Path) -> Vec<PathBuf> {
                 && (["root", "firmware", "rollout", "release"]
                     .iter()
                     .any(|role| stem.starts_with(role))
-                    || (release_signing && stem == "targets"))
+                    || offline_targets.as_deref() == Some(stem))
         })
         .collect();
     found.sort();

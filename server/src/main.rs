@@ -184,9 +184,10 @@ async fn serve(args: ConfigArgs) -> Result<(), AnyError> {
             let names: Vec<String> = offline.iter().map(|p| p.display().to_string()).collect();
             tracing::warn!(
                 keys = %names.join(", "),
-                "OFFLINE PRIVATE KEYS IN --keys-dir: the root, firmware and rollout signing \
-                 keys must not be on the server (whoever takes it could sign roots, firmware \
-                 and wider rollouts). Give the server a copy of the key directory without them."
+                "OFFLINE PRIVATE KEYS IN --keys-dir: the root, firmware, rollout and release \
+                 signing keys (and, with offline release signing, the targets key) must not be \
+                 on the server (whoever takes it could sign roots, firmware, releases and wider \
+                 rollouts). Give the server a copy of the key directory without them."
             );
         }
     }

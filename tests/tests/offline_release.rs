@@ -5,8 +5,9 @@
 //!
 //! Then the server is taken: an attacker with its database and every online key (snapshot,
 //! timestamp, director, deltas) and a rollout policy tries to list a vendor-signed image the
-//! vendor never released, every way those keys allow. Every device refuses, and a delegated
-//! role's entry outside its paths is ignored while the rest of the repository still works.
+//! vendor never released, every way those keys allow. Every device refuses. (A delegated
+//! role's entry outside its paths makes tough refuse the whole refresh, where TUF says to
+//! ignore the entry and go on: that waits for the agent's own client workflow.)
 
 mod common;
 
@@ -296,6 +297,9 @@ enum Attack {
     TopLevelSignedOnline,
     /// The image listed in the deltas role (outside its paths), signed by the deltas key.
     ImageInTheDeltasRole,
+    /// The image listed in the deltas role under a `deltas/` name (inside its paths), its
+    /// custom fields saying it is an image.
+    ImageUnderADeltaName,
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -304,6 +308,7 @@ async fn a_server_holding_only_online_keys_cannot_list_an_image() {
         Attack::ReleaseSignedOnline,
         Attack::TopLevelSignedOnline,
         Attack::ImageInTheDeltasRole,
+        Attack::ImageUnderADeltaName,
     ]
     .into_iter()
     .enumerate()
@@ -330,11 +335,21 @@ async fn attack_once(attack: Attack, seed: u64) {
     let id = list_release(&fleet, "1.2.0", &unreleased).await;
     let keys = KeySet::open(&keydir(&fleet)).unwrap();
     let deltas_key = keys.signer("deltas").unwrap();
-    let (name, target) = image_target(&unreleased, &firmware_keys(&fleet)).unwrap();
+    let (mut name, target) = image_target(&unreleased, &firmware_keys(&fleet)).unwrap();
     let (role, mut listing) = match attack {
         Attack::ReleaseSignedOnline => ("release", newest_targets(&fleet, "release").await),
         Attack::TopLevelSignedOnline => ("targets", newest_targets(&fleet, "targets").await),
         Attack::ImageInTheDeltasRole => ("deltas", newest_targets(&fleet, "deltas").await),
+        Attack::ImageUnderADeltaName => {
+            name = tough::TargetName::new("deltas/e2e-board/1.2.0.img").unwrap();
+            sqlx::query("UPDATE releases SET target_name = $1 WHERE id = $2")
+                .bind(name.raw())
+                .bind(&id)
+                .execute(fleet.state.db.pool())
+                .await
+                .unwrap();
+            ("deltas", newest_targets(&fleet, "deltas").await)
+        }
     };
     listing.signed.targets.insert(name.clone(), target);
     publish_forged(
@@ -369,6 +384,16 @@ async fn attack_once(attack: Attack, seed: u64) {
                 "{what}: {err}"
             );
         }
+        // Resolved, but an image comes only from its own name, which only the release
+        // role may list.
+        Attack::ImageUnderADeltaName => {
+            assert_eq!(err.stage, "select", "{what}: {err}");
+            assert!(
+                err.to_string()
+                    .contains("\"deltas/e2e-board/1.2.0.img\" is not a firmware image"),
+                "{what}: {err}"
+            );
+        }
     }
     assert_eq!(device.slot_bytes(Slot::A), running, "{what}: running slot");
     assert_eq!(
@@ -381,5 +406,95 @@ async fn attack_once(attack: Attack, seed: u64) {
         "{what}: the other slot holds no bootable image"
     );
     drop(agent);
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_online_repository_moves_to_offline_release_signing() {
+    let fleet = Fleet::start_with(|config, dir| {
+        let keys = dir.join("vendor-keys");
+        let set = KeySet::create(&keys, 1, 1).unwrap();
+        let expires =
+            jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + 86_400).unwrap();
+        write_initial_root(&set, expires).unwrap();
+        config.keys_dir = Some(keys);
+    })
+    .await;
+    let base = firmware(SIZE, 61);
+    let v1 = fleet.image("1.0.0", &base);
+    let v2 = fleet.image("1.1.0", &next_release(&base, 62));
+    fleet.publish(v1.clone()).await;
+    let device = fleet.device("SN-MOVE", &fleet.url, &v1).await;
+    assert!(matches!(
+        device.agent().check().await.unwrap(),
+        Outcome::UpToDate { .. }
+    ));
+    let old_targets_key = KeySet::open(&keydir(&fleet))
+        .unwrap()
+        .signer("targets")
+        .unwrap();
+
+    // The vendor turns it on with the real binary, from what the server serves, keeping
+    // 1.0.0 listed; the operator restarts the server on the new key directory.
+    let tmp = tempfile::tempdir().unwrap();
+    let served = tmp.path().join("targets.json");
+    let body = fleet
+        .client
+        .get(format!("{}/tuf/metadata/targets.json", fleet.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    std::fs::write(&served, body).unwrap();
+    let v1_file = tmp.path().join("1.0.0.img");
+    std::fs::write(&v1_file, &v1).unwrap();
+    let out = std::process::Command::new(common::binaries().join("otter-keys"))
+        .args([
+            "enable-offline-release",
+            &keydir(&fleet).display().to_string(),
+        ])
+        .args(["--served-targets", &served.display().to_string()])
+        .arg(&v1_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fleet = fleet.restart().await;
+    let release_v1 = newest_targets(&fleet, "release").await;
+    assert_eq!(release_v1.signed.version.get(), 1);
+    assert!(
+        release_v1
+            .signed
+            .targets
+            .keys()
+            .any(|n| n.raw() == "firmware/e2e-board/1.0.0.img")
+    );
+
+    // The device walks to root 2 and takes 1.1.0 once the vendor releases it offline.
+    let r2 = fleet.publish_only(v2.clone()).await;
+    assert_eq!(release(&fleet, &[&v2]).await.0, 200);
+    fleet.roll_out(&r2, "100%").await;
+    install_and_confirm(&device, "1.1.0").await;
+
+    // The old online targets key is worth nothing now: top-level targets it signs are
+    // refused.
+    let mut listing = newest_targets(&fleet, "targets").await.signed;
+    let unreleased = fleet.image("1.2.0", &next_release(&base, 63));
+    let (name, target) = image_target(&unreleased, &firmware_keys(&fleet)).unwrap();
+    listing.targets.insert(name, target);
+    listing.delegations = None;
+    let id = list_release(&fleet, "1.2.0", &unreleased).await;
+    publish_forged(&fleet, "targets", listing, old_targets_key.as_ref()).await;
+    let evil = serde_json::json!({
+        "id": id, "hardware_id": BOARD, "sha256": hex::encode(sha256(&unreleased)),
+    });
+    fleet.roll_out(&evil, "100%").await;
+    let err = device.agent().check().await.unwrap_err();
+    assert_eq!(err.stage, "tuf", "{err}");
     fleet.stop().await;
 }

@@ -29,6 +29,9 @@ pub struct RootChange {
     pub add: usize,
     /// The new root threshold; `None` keeps the current one.
     pub threshold: Option<usize>,
+    /// Name the key set's current targets key (after [`KeySet::replace_targets_key`]) as
+    /// the targets role's one key.
+    pub targets_key: bool,
 }
 
 /// One key of the root role.
@@ -153,6 +156,7 @@ pub fn rotate_root(
         replace: replace.to_vec(),
         add: 0,
         threshold,
+        targets_key: false,
     };
     rotate_root_with(set, &change, expires)
 }
@@ -248,6 +252,21 @@ pub fn rotate_root_with(
     for key in &new_keys {
         root.keys
             .insert(key.id.clone(), tuf_key(key.signer.as_ref()));
+    }
+    if change.targets_key {
+        let targets = Named::new("", set.role_signer(Role::Targets)?)?;
+        root.keys
+            .insert(targets.id.clone(), tuf_key(targets.signer.as_ref()));
+        let extra = (root.roles.get(&RoleType::Targets))
+            .map(|r| r._extra.clone())
+            .unwrap_or_default();
+        root.roles.insert(
+            RoleType::Targets,
+            RoleKeys {
+                _extra: extra,
+                ..role_keys(std::slice::from_ref(&targets), NonZeroU64::MIN)
+            },
+        );
     }
     let listed: HashSet<Decoded<Hex>> = root
         .roles

@@ -33,8 +33,8 @@ pub use ceremony::{
 };
 pub use key_source::{SignerKeySource, tuf_key, tuf_key_id};
 pub use release::{
-    SignedMetadataInfo, image_target, metadata_path, newest_metadata, read_targets, sign_release,
-    write_delegating_targets,
+    SignedMetadataInfo, enable_offline_release, image_target, metadata_path, newest_metadata,
+    read_targets, sign_release, write_delegating_targets,
 };
 pub use store::{ROOT_FILE, SPEC_VERSION, current_root, root_version_path};
 

@@ -22,6 +22,7 @@ use tough::TargetName;
 use tough::editor::signed::SignedRole;
 use tough::schema::{Delegations, Hashes, KeyHolder, Role as _, Root, Signed, Target, Targets};
 
+use super::ceremony::{RootChange, SignedRootInfo, rotate_root_with};
 use super::delegation::{self, RELEASE_ROLE};
 use super::store::{SPEC_VERSION, current_root};
 use super::{TufError, block_on};
@@ -107,28 +108,84 @@ pub fn write_delegating_targets(
     set: &KeySet,
     expires: Timestamp,
 ) -> Result<(SignedMetadataInfo, SignedMetadataInfo), TufError> {
+    write_delegation(set, NonZeroU64::MIN, &[], expires)
+}
+
+/// Turns on offline release signing in a key set whose server already serves top-level
+/// targets up to version `served` (signed with the online targets key): makes release keys
+/// (`keys`, `threshold`) and a deltas key, replaces the targets key by a fresh offline one
+/// with a root rotation (so the old, online one can sign nothing any more), and writes
+/// top-level targets version `served + 1` delegating to them and release version 1 listing
+/// `images` (what devices should still see). Copy the new root, targets, release, key set
+/// and deltas key to the server and restart it.
+pub fn enable_offline_release(
+    set: &mut KeySet,
+    (keys, threshold): (usize, usize),
+    served: u64,
+    images: &[Vec<u8>],
+    expires: Timestamp,
+) -> Result<(SignedRootInfo, SignedMetadataInfo, SignedMetadataInfo), TufError> {
+    let expires = whole_seconds(expires)?;
+    let version = served
+        .checked_add(1)
+        .and_then(NonZeroU64::new)
+        .ok_or_else(|| TufError::BadMetadata {
+            what: "served targets".into(),
+            why: format!("version {served} cannot be incremented"),
+        })?;
+    // Everything that can fail on bad input before anything is written.
+    let firmware: Vec<TrustedKey> = (set.firmware_public_keys()?.into_iter())
+        .map(TrustedKey::new)
+        .collect();
+    let listed = images
+        .iter()
+        .map(|image| image_target(image, &firmware))
+        .collect::<Result<Vec<_>, _>>()?;
+    set.add_release_keys(keys, threshold)?;
+    set.replace_targets_key()?;
+    let change = RootChange {
+        targets_key: true,
+        ..RootChange::default()
+    };
+    let root = rotate_root_with(set, &change, expires)?;
+    let (top, release) = write_delegation(set, version, &listed, expires)?;
+    Ok((root, top, release))
+}
+
+/// Top-level targets `version` delegating to the key set's release and deltas keys, and
+/// release version 1 listing `images`.
+fn write_delegation(
+    set: &KeySet,
+    version: NonZeroU64,
+    images: &[(TargetName, Target)],
+    expires: Timestamp,
+) -> Result<(SignedMetadataInfo, SignedMetadataInfo), TufError> {
     let release = set.release_keys().ok_or(KeySetError::NoReleaseSigning)?;
     let expires = whole_seconds(expires)?;
     let (_, root) = current_root(set.dir())?;
     let signers = release_signers(set)?;
+    // The delegation names every release key: each must open now, or it would be left out.
+    if signers.len() < release.keys.len() {
+        return Err(TufError::NotEnoughReleaseKeys {
+            threshold: release.keys.len(),
+            available: signers.len(),
+            unavailable: Vec::new(),
+        });
+    }
     let threshold = NonZeroU64::new(release.threshold as u64).ok_or(TufError::BadThreshold {
         threshold: release.threshold,
         keys: release.keys.len(),
     })?;
     let deltas = set.signer(&release.deltas)?;
-    let top = delegation::delegating_targets(
-        NonZeroU64::MIN,
-        expires,
-        &signers,
-        threshold,
-        deltas.as_ref(),
-    )?;
+    let top =
+        delegation::delegating_targets(version, expires, &signers, threshold, deltas.as_ref())?;
     let targets_key = set.role_signer(crate::keyset::Role::Targets)?;
     let signed_top = Signing::from(sign_top_level(top, &root.signed, targets_key)?);
     let delegations = delegations_of(&signed_top.doc)?;
     let top_info = write(set.dir(), "targets", &signed_top)?;
-    let empty = Targets::new(SPEC_VERSION.to_owned(), NonZeroU64::MIN, expires);
-    let signed_release = sign_release_role(empty, &delegations, &signers)?;
+    let mut first = Targets::new(SPEC_VERSION.to_owned(), NonZeroU64::MIN, expires);
+    first.targets.extend(images.iter().cloned());
+    let signed_release = sign_release_role(first, &delegations, &signers)?;
     let release_info = write(set.dir(), RELEASE_ROLE, &signed_release)?;
     Ok((top_info, release_info))
 }
@@ -149,6 +206,15 @@ pub fn sign_release(
         what: set.dir().display().to_string(),
         why: "no <N>.targets.json: run `otter-keys init --offline-release` first".into(),
     })?;
+    // Only a top-level targets the root vouches for names the release keys: an edited file
+    // in the key directory could otherwise add a key whose base we would re-sign.
+    let (_, root) = current_root(set.dir())?;
+    root.signed
+        .verify_role(&top)
+        .map_err(|e| TufError::BadMetadata {
+            what: "the key directory's newest <N>.targets.json".into(),
+            why: format!("not signed by the root's targets key(s): {e}"),
+        })?;
     let delegations = delegations_of(&top)?;
     let own = newest_metadata(set.dir(), RELEASE_ROLE)?.map(|(_, m)| m);
     let current = match (own, base) {

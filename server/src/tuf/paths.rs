@@ -133,7 +133,14 @@ mod tests {
             MetadataFile::parse("7.targets.json"),
             Some(Targets(Some(7)))
         );
+        assert_eq!(
+            MetadataFile::parse("3.release.json"),
+            Some(Release(Some(3)))
+        );
+        assert_eq!(MetadataFile::parse("deltas.json"), Some(Deltas(None)));
+        assert!(MetadataFile::parse("2.deltas.json").unwrap().is_versioned());
         for bad in [
+            "1.other-role.json",
             "1.timestamp.json",
             "0.root.json",
             "01.root.json",

@@ -37,8 +37,9 @@ pub struct ReleaseMetadataView {
 /// than the served version, and list only published images exactly as published. The body
 /// is served unchanged as `N.release.json`.
 #[utoipa::path(put, path = "/api/v1/tuf/release", tag = "releases", security(("bearer" = [])),
-    request_body(content = String, content_type = "application/json",
-        description = "The signed release metadata (`KEYDIR/<N>.release.json`)"),
+    request_body(content = serde_json::Value, content_type = "application/json",
+        description = "The signed release metadata (`KEYDIR/<N>.release.json`): TUF targets \
+                       metadata, `{\"signed\": {...}, \"signatures\": [...]}`"),
     responses(
         (status = 200, body = ReleaseMetadataView, description = "Published"),
         (status = 400, body = ErrorBody, description = "Not TUF metadata, or not UTF-8"),

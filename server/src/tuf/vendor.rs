@@ -114,7 +114,24 @@ pub(super) async fn import_targets(
             return Ok(());
         }
     }
+    // The release version served now must still verify under the new delegation, or every
+    // device's refresh would fail from the next snapshot on.
+    if let Some(stored) = store::metadata(&mut *conn, RoleName::Release, None).await? {
+        let release: Signed<Targets> =
+            serde_json::from_str(&stored.body).map_err(|e| bad(e.to_string()))?;
+        let delegations = top.signed.delegations.as_ref();
+        if let Some(Err(e)) = delegations.map(|d| check_delegated(d, RELEASE_ROLE, &release)) {
+            return Err(bad(format!(
+                "the release metadata served now (version {}) does not verify under it ({e}); \
+                 rotating release keys is not supported yet",
+                release.signed.version
+            )));
+        }
+    }
     let now = crate::db::now();
+    if top.signed.expires.as_second() <= now {
+        return Err(bad(format!("it expired at {}", top.signed.expires)));
+    }
     if top.signed.expires.as_second() < now + 30 * 86_400 {
         tracing::warn!(expires = %top.signed.expires, file = %metadata_path(dir, "targets", version).display(),
             "the vendor's top-level targets expires within 30 days; sign a new version offline");
@@ -219,9 +236,19 @@ impl Repository {
         let top = top_level(&mut tx)
             .await?
             .ok_or(ReleaseRefused::NotDelegated)?;
+        // The same file again (a retry after a lost answer) is already published.
+        if let Some(stored) = store::metadata(&mut *tx, RoleName::Release, None).await?
+            && stored.body == body
+            && let Ok(same) = serde_json::from_str::<Signed<Targets>>(body)
+        {
+            return Ok((same.signed.version.get(), Written::default()));
+        }
         let version = store_release(&mut tx, &top.signed, body).await?;
+        // The snapshot that lists it commits with it: nobody sees one without the other.
+        let written = self
+            .write_locked(&mut tx, super::writer::Trigger::VendorChanged)
+            .await?;
         tx.commit().await?;
-        let written = self.write(super::writer::Trigger::VendorChanged).await?;
         Ok((version, written))
     }
 }

@@ -145,20 +145,32 @@ impl Repository {
         }
         let mut tx = self.db.pool().begin().await?;
         store::lock(&mut tx).await?;
+        let written = self.write_locked(&mut tx, trigger).await?;
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    /// [`Repository::write`] inside a transaction that holds the writer lock (the caller
+    /// commits, so a change and the snapshot that lists it become visible together).
+    pub(super) async fn write_locked(
+        &self,
+        tx: &mut AnyConnection,
+        trigger: Trigger,
+    ) -> Result<Written, TufError> {
         if trigger == Trigger::Init {
-            roots::import(&mut tx, &self.keys_dir).await?;
+            roots::import(&mut *tx, &self.keys_dir).await?;
         }
-        let (root_version, root) = roots::newest(&mut tx).await?;
+        let (root_version, root) = roots::newest(&mut *tx).await?;
         let root = &root.signed;
         let top = match self.lister {
             Lister::Online(_) => None,
             Lister::Delegated(_) => {
                 if trigger == Trigger::Init {
-                    vendor::import_targets(&mut tx, &self.keys_dir, root).await?;
+                    vendor::import_targets(&mut *tx, &self.keys_dir, root).await?;
                 }
-                let top = vendor::top_level(&mut tx).await?.map(|t| t.signed);
+                let top = vendor::top_level(&mut *tx).await?.map(|t| t.signed);
                 if let (Trigger::Init, Some(top)) = (trigger, &top) {
-                    vendor::import_first_release(&mut tx, &self.keys_dir, top).await?;
+                    vendor::import_first_release(&mut *tx, &self.keys_dir, top).await?;
                 }
                 top
             }
@@ -167,26 +179,24 @@ impl Repository {
         if trigger == Trigger::Init {
             self.check_root(root, root_version, top)?;
         }
-        let heads = Heads::load(&mut tx, &self.lister).await?;
+        let heads = Heads::load(&mut *tx, &self.lister).await?;
         let force = match trigger {
             Trigger::Init => {
-                let mut plan = self.invalid(&mut tx, root, top, &heads).await?;
+                let mut plan = self.invalid(&mut *tx, root, top, &heads).await?;
                 // A release or delta committed before a crash, but never signed.
-                plan.targets |= self.targets_differ(&mut tx, &heads).await?;
+                plan.targets |= self.targets_differ(&mut *tx, &heads).await?;
                 plan
             }
             Trigger::TargetsChanged => Plan {
-                targets: self.targets_differ(&mut tx, &heads).await?,
+                targets: self.targets_differ(&mut *tx, &heads).await?,
                 ..Plan::default()
             },
-            Trigger::VendorChanged => self.invalid(&mut tx, root, top, &heads).await?,
+            Trigger::VendorChanged => self.invalid(&mut *tx, root, top, &heads).await?,
             Trigger::Refresh => Plan::default(),
         };
         let now = crate::db::now();
         let plan = Plan::decide(&heads, force, &self.expiries, now);
         if plan.is_empty() {
-            // Keeps imported roots.
-            tx.commit().await?;
             return Ok(Written::default());
         }
         let mut written = Written::default();
@@ -196,9 +206,9 @@ impl Repository {
         if plan.targets {
             let version = next(heads.targets.as_ref())?;
             let expires = expiry(now, self.expiries.targets, listing.as_str())?;
-            let targets = self.wanted_targets(&mut tx, version, expires.0).await?;
+            let targets = self.wanted_targets(&mut *tx, version, expires.0).await?;
             let signed = self.lister.sign(targets, root, top).await?;
-            targets_ref = Some(save(&mut tx, listing, &signed, expires.1, now).await?);
+            targets_ref = Some(save(&mut *tx, listing, &signed, expires.1, now).await?);
             written.targets = Some(version.get());
         }
 
@@ -209,10 +219,10 @@ impl Repository {
                 let head = heads.listed.iter().find(|(r, _)| r == role).map(|(_, h)| h);
                 let file = match (&targets_ref, head) {
                     (Some(new), _) if *role == listing => new.clone(),
-                    (_, Some(head)) => current(&mut tx, *role, Some(head)).await?,
+                    (_, Some(head)) => current(&mut *tx, *role, Some(head)).await?,
                     // No release metadata uploaded yet: the snapshot lists none.
                     (_, None) if *role == RoleName::Release => continue,
-                    (_, None) => current(&mut tx, *role, None).await?,
+                    (_, None) => current(&mut *tx, *role, None).await?,
                 };
                 files.push((role.file(), file));
             }
@@ -221,24 +231,23 @@ impl Repository {
             let snapshot = build::snapshot(version, expires.0, &files);
             let signed = self.snapshot_key.sign(snapshot, root).await?;
             let signed = SignedFile::of(&signed);
-            snapshot_ref = Some(save(&mut tx, RoleName::Snapshot, &signed, expires.1, now).await?);
+            snapshot_ref = Some(save(&mut *tx, RoleName::Snapshot, &signed, expires.1, now).await?);
             written.snapshot = Some(version.get());
         }
 
         if plan.timestamp {
             let snapshot_ref = match snapshot_ref {
                 Some(r) => r,
-                None => current(&mut tx, RoleName::Snapshot, heads.snapshot.as_ref()).await?,
+                None => current(&mut *tx, RoleName::Snapshot, heads.snapshot.as_ref()).await?,
             };
             let version = next(heads.timestamp.as_ref())?;
             let expires = expiry(now, self.expiries.timestamp, "timestamp")?;
             let timestamp = build::timestamp(version, expires.0, &snapshot_ref);
             let signed = self.timestamp_key.sign(timestamp, root).await?;
             let signed = SignedFile::of(&signed);
-            save(&mut tx, RoleName::Timestamp, &signed, expires.1, now).await?;
+            save(&mut *tx, RoleName::Timestamp, &signed, expires.1, now).await?;
             written.timestamp = Some(version.get());
         }
-        tx.commit().await?;
         Ok(written)
     }
 

@@ -89,6 +89,28 @@ impl Fleet {
         }
     }
 
+    /// Stops the server and starts it again on the same data, key directory and address,
+    /// as an operator restarts it after changing its key directory.
+    pub async fn restart(self) -> Self {
+        let addr: std::net::SocketAddr = self.url.trim_start_matches("http://").parse().unwrap();
+        self.shutdown.cancel();
+        self.task.await.unwrap();
+        let app = App::open(self.state.config.clone()).await.unwrap();
+        let state = app.state.clone();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { app.serve(listener, shutdown).await.unwrap() }
+        });
+        Self {
+            state,
+            shutdown,
+            task,
+            ..self
+        }
+    }
+
     /// Stops the server.
     pub async fn stop(self) {
         self.shutdown.cancel();
