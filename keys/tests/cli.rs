@@ -5,43 +5,13 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use otter_keys::trust_bundle::TrustBundle;
 use otter_keys::wire::{PolicyError, RolloutPolicy, Signed};
 use sha2::{Digest, Sha256};
 
-fn otter_keys(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_otter-keys"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = otter_keys(args);
-    assert!(
-        out.status.success(),
-        "otter-keys {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Fails cleanly: non-zero exit, an `error:` line, never a panic.
-fn fails(args: &[&str]) -> String {
-    let out = otter_keys(args);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "otter-keys {args:?} should fail");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(stderr.contains("error"), "{stderr}");
-    stderr
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+mod cli_helpers;
+use cli_helpers::{fails, ok, otter_keys, s};
 
 struct Setup {
     _tmp: tempfile::TempDir,

@@ -4,7 +4,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use otter_keys::keyset::KeySet;
 use otter_keys::targets::TargetInfo;
@@ -12,36 +11,8 @@ use otter_keys::tuf::delegation::{self, DELTAS_ROLE, RELEASE_ROLE};
 use otter_keys::tuf::{current_root, metadata_path, read_targets};
 use sha2::{Digest, Sha256};
 
-fn otter_keys(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_otter-keys"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = otter_keys(args);
-    assert!(
-        out.status.success(),
-        "otter-keys {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = otter_keys(args);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "otter-keys {args:?} should fail");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(stderr.contains("error"), "{stderr}");
-    stderr
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+mod cli_helpers;
+use cli_helpers::{fails, ok, s};
 
 /// A signed image of `version` for acme-thermo, signed by `keys`' firmware key.
 fn image(tmp: &Path, keys: &Path, version: &str) -> PathBuf {

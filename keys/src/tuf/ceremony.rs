@@ -436,7 +436,7 @@ fn checked_threshold(threshold: usize, keys: &[Named]) -> Result<NonZeroU64, Tuf
 }
 
 /// `expires` truncated to whole seconds; it must lie in the future.
-fn whole_seconds(expires: Timestamp) -> Result<Timestamp, TufError> {
+pub(super) fn whole_seconds(expires: Timestamp) -> Result<Timestamp, TufError> {
     let whole = Timestamp::from_second(expires.as_second())
         .map_err(|_| TufError::ExpiresInPast(expires))?;
     if whole <= Timestamp::now() {

@@ -22,7 +22,7 @@ use tough::TargetName;
 use tough::editor::signed::SignedRole;
 use tough::schema::{Delegations, Hashes, KeyHolder, Role as _, Root, Signed, Target, Targets};
 
-use super::ceremony::{RootChange, SignedRootInfo, rotate_root_with};
+use super::ceremony::{RootChange, SignedRootInfo, rotate_root_with, whole_seconds};
 use super::delegation::{self, RELEASE_ROLE};
 use super::store::{SPEC_VERSION, current_root};
 use super::{TufError, block_on};
@@ -414,13 +414,4 @@ fn write(dir: &Path, role: &'static str, signed: &Signing) -> Result<SignedMetad
         targets,
         signatures: doc.signatures.len(),
     })
-}
-
-fn whole_seconds(expires: Timestamp) -> Result<Timestamp, TufError> {
-    let whole = Timestamp::from_second(expires.as_second())
-        .map_err(|_| TufError::ExpiresInPast(expires))?;
-    if whole <= Timestamp::now() {
-        return Err(TufError::ExpiresInPast(expires));
-    }
-    Ok(whole)
 }
