@@ -113,7 +113,8 @@ enum Command {
         #[arg(long)]
         key: String,
         /// The signing history that supplies the default security counter [default:
-        /// signed-images.json beside the key file; for a PKCS#11 key, in the current dir].
+        /// signed-images.json beside the key file; a PKCS#11 key needs --log or
+        /// --security-counter].
         #[arg(long)]
         log: Option<PathBuf>,
         /// Board the image is for (1-32 characters of A-Z a-z 0-9 . _ -, starting and ending
@@ -599,13 +600,21 @@ fn inspect_key(key: &str) -> Result<(), String> {
         yes_no(audit.stays_inside)
     );
     println!(
+        "  generated in the token, never exportable: {}",
+        yes_no(audit.born_inside)
+    );
+    println!(
         "  the token refuses to export it: {}",
         yes_no(audit.export_refused)
     );
-    if audit.stays_inside && audit.export_refused {
+    if audit.stays_inside && audit.born_inside && audit.export_refused {
         Ok(())
     } else {
-        Err("this key can leave its token; make a new one with rotate-firmware-key --pkcs11".into())
+        Err(
+            "this key can leave its token, or was made outside it; make a new one inside \
+             with rotate-firmware-key --pkcs11"
+                .into(),
+        )
     }
 }
 
@@ -637,7 +646,16 @@ fn sign(
     let signer = signer::open(key).map_err(|e| e.to_string())?;
     let mut log = match log {
         Some(path) => SigningLog::at(path)?,
-        None if KeyUri::is_uri(key) => SigningLog::at(PathBuf::from("signed-images.json"))?,
+        // A token key has no directory of its own; a history in whatever dir the command
+        // runs from would be a different one each time, and the counter would fall back.
+        None if KeyUri::is_uri(key) && counter.is_none() => {
+            return Err(
+                "a key in a token keeps no signing history of its own: give --log FILE \
+                        (e.g. KEYDIR/signed-images.json), or --security-counter"
+                    .into(),
+            );
+        }
+        None if KeyUri::is_uri(key) => SigningLog::none(),
         None => SigningLog::for_key(Path::new(key))?,
     };
     let last = log.last(hardware_id);

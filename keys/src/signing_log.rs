@@ -23,7 +23,8 @@ pub struct LastSigned {
 /// The log: board → last signing.
 #[derive(Debug, Default)]
 pub struct SigningLog {
-    path: PathBuf,
+    /// `None`: remembers nothing (the caller gave the counter explicitly).
+    path: Option<PathBuf>,
     entries: BTreeMap<String, LastSigned>,
 }
 
@@ -43,7 +44,15 @@ impl SigningLog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(format!("{}: {e}", path.display())),
         };
-        Ok(Self { path, entries })
+        Ok(Self {
+            path: Some(path),
+            entries,
+        })
+    }
+
+    /// A log that knows nothing and records nothing.
+    pub fn none() -> Self {
+        Self::default()
     }
 
     /// The last signing for `hardware_id`.
@@ -66,8 +75,11 @@ impl SigningLog {
                 security_counter: counter,
             },
         );
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
         let text = serde_json::to_string_pretty(&self.entries).map_err(|e| e.to_string())?;
-        fs::write(&self.path, text + "\n").map_err(|e| format!("{}: {e}", self.path.display()))
+        fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))
     }
 }
 
@@ -86,5 +98,14 @@ mod tests {
         let log = SigningLog::for_key(&key).unwrap();
         assert_eq!(log.last("a"), Some((Version::new(1, 0, 0), 3)));
         assert_eq!(log.last("b"), Some((Version::new(2, 0, 0), 1)));
+
+        let mut none = SigningLog::none();
+        none.record("a", Version::new(9, 0, 0), 9).unwrap();
+        assert_eq!(none.last("a"), Some((Version::new(9, 0, 0), 9)));
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no file written"
+        );
     }
 }

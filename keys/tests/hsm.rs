@@ -97,33 +97,40 @@ fn a_firmware_key_made_in_the_token_signs_images_devices_verify_and_never_leaves
         audit.contains("the token refuses to export it: yes"),
         "{audit}"
     );
+    assert!(
+        audit.contains("generated in the token, never exportable: yes"),
+        "{audit}"
+    );
 
     // A device's trust bundle trusts it; an image it signs verifies as a device checks it.
     let (bundle, _) = trust_bundle(&hsm, &keydir);
     let firmware = hsm.path("fw.bin");
     std::fs::write(&firmware, vec![0x5a; 4096]).unwrap();
     let image = hsm.path("fw.img");
-    let signed = ok(keys(
-        &hsm,
-        &[
-            "sign-image",
-            "--key",
-            &uri("fw"),
-            "--hardware-id",
-            "hsm-board",
-            "--version",
-            "1.0.0",
-            &firmware,
-            "-o",
-            &image,
-        ],
-    ));
+    let sign_args = [
+        "sign-image",
+        "--key",
+        &uri("fw"),
+        "--hardware-id",
+        "hsm-board",
+        "--version",
+        "1.0.0",
+        &firmware,
+        "-o",
+        &image,
+    ];
+    // A token key has no directory for its signing history: one must be named.
+    let err = refused(keys(&hsm, &sign_args));
+    assert!(err.contains("give --log FILE"), "{err}");
+    let history = hsm.path("signed-images.json");
+    let mut with_log = sign_args.to_vec();
+    with_log.extend(["--log", &history]);
+    let signed = ok(keys(&hsm, &with_log));
     let fw2_id = otter_boot::trust::KeyId::of(&hex_key(&fw2)).to_string();
     assert!(signed.contains(&fw2_id), "{signed}");
     let inspected = ok(keys(&hsm, &["inspect", &image, "--trust", &bundle]));
     assert!(inspected.contains("OK"), "{inspected}");
-    // The signing history for a token key is kept in the current dir.
-    assert!(hsm.dir.path().join("signed-images.json").exists());
+    assert!(std::path::Path::new(&history).exists());
 
     // The same bytes signed by a key the bundle does not know are refused.
     let other = hsm.path("other-keys");
@@ -250,6 +257,8 @@ fn wrong_pins_tokens_keys_and_modules_get_clear_errors() {
             "b",
             "--version",
             "1.0.0",
+            "--security-counter",
+            "0",
             &hsm.path("fw.bin"),
             "-o",
             &image,
@@ -328,6 +337,8 @@ fn a_whole_key_set_made_in_the_token_leaves_no_private_key_on_disk() {
             "hsm-board",
             "--version",
             "1.0.0",
+            "--log",
+            &format!("{keydir}/signed-images.json"),
             &hsm.path("fw.bin"),
             "-o",
             &image,
@@ -373,5 +384,41 @@ fn init_takes_the_module_from_its_uri_and_records_never_name_it() {
             .as_deref()
             .unwrap()
             .contains("module-path")
+    );
+}
+
+#[test]
+fn an_imported_key_is_not_trusted_and_two_tokens_of_one_label_are_refused() {
+    let Some(hsm) = SoftHsm::start() else { return };
+    // A key made outside and imported with softhsm2-util: sensitive now, but a copy may
+    // exist wherever it was made.
+    let pem = hsm.path("imported.pem");
+    let made = Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out", &pem])
+        .output()
+        .expect("openssl (Debian package openssl) makes the key to import");
+    assert!(made.status.success(), "{made:?}");
+    let imported = hsm
+        .command(Path::new("softhsm2-util"))
+        .args(["--import", &pem, "--token", TOKEN, "--label", "imported"])
+        .args(["--id", "7f", "--pin", PIN])
+        .output()
+        .unwrap();
+    assert!(imported.status.success(), "{imported:?}");
+    let audit = keys(&hsm, &["inspect-key", &uri("imported")]);
+    let printed = String::from_utf8_lossy(&audit.stdout).into_owned();
+    assert!(
+        printed.contains("generated in the token, never exportable: NO"),
+        "{printed}"
+    );
+    let e = refused(audit);
+    assert!(e.contains("or was made outside it"), "{e}");
+
+    // A second token with the vendor token's label: which one would sign is unclear.
+    hsm.add_token(TOKEN, PIN);
+    let e = refused(keys(&hsm, &["inspect-key", &uri("imported")]));
+    assert!(
+        e.contains(&format!("2 tokens are labelled {TOKEN:?}")),
+        "{e}"
     );
 }

@@ -165,7 +165,16 @@ async fn a_server_signs_tuf_and_assignments_with_keys_that_stay_in_the_token() {
             "--hardware-id",
             "hsm-board",
         ];
-        let more = ["--version", "1.0.0", &hsm.path("fw.bin"), "-o", &out];
+        let log = hsm.path("signed-images.json");
+        let more = [
+            "--version",
+            "1.0.0",
+            "--log",
+            &log,
+            &hsm.path("fw.bin"),
+            "-o",
+            &out,
+        ];
         ok(hsm.command(&keys).args(args).args(more).output().unwrap());
         out
     };

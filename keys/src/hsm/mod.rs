@@ -43,6 +43,17 @@ pub enum HsmError {
         /// The labels present.
         seen: Vec<String>,
     },
+    /// More than one token carries the label.
+    #[error(
+        "{count} tokens are labelled {label:?}; relabel all but one (softhsm2-util \
+         --init-token, or the HSM's tool) so it is clear which one signs"
+    )]
+    DuplicateToken {
+        /// The label.
+        label: String,
+        /// How many tokens carry it.
+        count: usize,
+    },
     /// The token refused the PIN.
     #[error("token {0:?}: wrong PIN")]
     WrongPin(String),
@@ -87,6 +98,9 @@ pub struct Audit {
     pub public_key: [u8; 32],
     /// `CKA_SENSITIVE` and not `CKA_EXTRACTABLE`.
     pub stays_inside: bool,
+    /// `CKA_LOCAL`, `CKA_ALWAYS_SENSITIVE` and `CKA_NEVER_EXTRACTABLE`: made inside, never
+    /// out (an imported key may have a copy elsewhere).
+    pub born_inside: bool,
     /// The token refused to give the private key's value when asked.
     pub export_refused: bool,
 }
@@ -97,11 +111,13 @@ pub fn audit(uri: &KeyUri) -> Result<Audit, HsmError> {
     let module = token::module_path(uri.module.as_deref())?;
     let token = Token::open(&module, &uri.token, &pin(&uri.token)?)?;
     let stays_inside = token.stays_inside(&uri.object)?;
+    let born_inside = token.born_inside(&uri.object)?;
     let export_refused = token.try_export(&uri.object).is_err();
     let public_key = crate::signer::Signer::public_key(&token.key(&uri.object)?);
     Ok(Audit {
         public_key,
         stays_inside,
+        born_inside,
         export_refused,
     })
 }

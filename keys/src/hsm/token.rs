@@ -35,22 +35,34 @@ impl Token {
         };
         let pkcs11 = context(module).map_err(module_error)?;
         let mut seen = Vec::new();
-        let mut found = None;
+        let mut found = Vec::new();
         for slot in pkcs11.get_slots_with_token().map_err(module_error)? {
             let info = pkcs11.get_token_info(slot).map_err(module_error)?;
             if info.label().trim_end() == label {
-                found = Some(slot);
-                break;
-            }
-            // A free slot shows an uninitialised token with an empty label: not worth naming.
-            if !info.label().trim_end().is_empty() {
+                found.push(slot);
+            } else if !info.label().trim_end().is_empty() {
+                // A free slot shows an uninitialised token with an empty label: not worth
+                // naming.
                 seen.push(info.label().trim_end().to_owned());
             }
         }
-        let slot = found.ok_or_else(|| HsmError::NoToken {
-            label: label.to_owned(),
-            seen,
-        })?;
+        // Two tokens of one label: signing with whichever came first could use the wrong
+        // one (an attacker's token plugged in beside the vendor's, say).
+        let slot = match found.as_slice() {
+            [slot] => *slot,
+            [] => {
+                return Err(HsmError::NoToken {
+                    label: label.to_owned(),
+                    seen,
+                });
+            }
+            several => {
+                return Err(HsmError::DuplicateToken {
+                    label: label.to_owned(),
+                    count: several.len(),
+                });
+            }
+        };
         let session = pkcs11.open_rw_session(slot).map_err(module_error)?;
         match session.login(UserType::User, Some(&AuthPin::new(pin.into()))) {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
@@ -125,18 +137,42 @@ impl Token {
         })
     }
 
-    /// Whether the private key `key` is sensitive and never extractable (what `generate`
-    /// makes; a key imported some other way may not be).
+    /// Whether the private key `key` is sensitive and not extractable now.
     pub fn stays_inside(&self, key: &str) -> Result<bool, HsmError> {
-        let handle = (self.find(ObjectClass::PRIVATE_KEY, key)?)
-            .ok_or_else(|| HsmError::NoKey(self.label.clone(), key.to_owned()))?;
         let wanted = [AttributeType::Sensitive, AttributeType::Extractable];
-        let attributes =
-            (self.session.get_attributes(handle, &wanted)).map_err(|e| self.error(e))?;
         Ok(matches!(
-            attributes.as_slice(),
+            self.private_attributes(key, &wanted)?.as_slice(),
             [Attribute::Sensitive(true), Attribute::Extractable(false)]
         ))
+    }
+
+    /// Whether the private key `key` was generated inside the token (`CKA_LOCAL`) and has
+    /// always been sensitive and never extractable: what `generate` makes. A key imported
+    /// with the same flags set has been outside, so a copy may exist.
+    pub fn born_inside(&self, key: &str) -> Result<bool, HsmError> {
+        let wanted = [
+            AttributeType::Local,
+            AttributeType::AlwaysSensitive,
+            AttributeType::NeverExtractable,
+        ];
+        Ok(matches!(
+            self.private_attributes(key, &wanted)?.as_slice(),
+            [
+                Attribute::Local(true),
+                Attribute::AlwaysSensitive(true),
+                Attribute::NeverExtractable(true)
+            ]
+        ))
+    }
+
+    fn private_attributes(
+        &self,
+        key: &str,
+        wanted: &[AttributeType],
+    ) -> Result<Vec<Attribute>, HsmError> {
+        let handle = (self.find(ObjectClass::PRIVATE_KEY, key)?)
+            .ok_or_else(|| HsmError::NoKey(self.label.clone(), key.to_owned()))?;
+        (self.session.get_attributes(handle, wanted)).map_err(|e| self.error(e))
     }
 
     /// The token's answer when asked for the private key's value: must be a refusal.
