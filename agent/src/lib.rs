@@ -42,6 +42,7 @@ pub mod select;
 pub mod sim;
 pub mod state_dir;
 pub mod status;
+pub mod tuf;
 pub mod tuf_client;
 pub mod tuf_transport;
 

@@ -1,17 +1,19 @@
 //! The agent's whole view of TUF, behind one small interface: start from a trusted root in a
-//! metadata directory, refresh, look up a target, fetch a target verified into a directory.
+//! metadata directory, refresh, look up a target.
 //!
-//! `tough` does the verification (signatures, thresholds, versions, expiry, hashes). The
-//! metadata directory is tough's datastore, so rollback and freeze protection hold across
-//! restarts, and its `root.json` is always the newest root tough trusted, which the next
-//! refresh starts from.
+//! [`crate::tuf`] does the work: the TUF 1.0 client workflow over `tough`'s types and
+//! signature checks. The metadata directory keeps every trusted file as received, so
+//! rollback and freeze protection hold across restarts, and its `root.json` is always the
+//! newest trusted root, which the next refresh starts from.
 
 use std::path::{Path, PathBuf};
 
 use otter_keys::targets::{TargetInfo, TargetInfoError};
-use tough::{RepositoryLoader, TargetName};
+use tough::TargetName;
 use url::Url;
 
+use crate::tuf::resolve::{self, NotFound};
+use crate::tuf::{RefreshError, Trusted};
 use crate::tuf_transport::MetadataTransport;
 
 /// Why TUF metadata or a target could not be trusted.
@@ -28,12 +30,22 @@ pub enum TufClientError {
     /// A URL cannot be formed.
     #[error("TUF repository URL: {0}")]
     Url(#[from] url::ParseError),
-    /// tough refused the repository (bad signature, rollback, expired, unreachable...).
-    #[error("TUF refresh failed: {}", crate::http::chain(.0.as_ref()))]
-    Refresh(Box<tough::error::Error>),
+    /// The repository was refused (bad signature, rollback, expired, unreachable...).
+    #[error("TUF refresh failed: {0}")]
+    Refresh(#[from] RefreshError),
     /// No such target in the signed targets metadata.
     #[error("target {0:?} is not in the signed TUF targets")]
     UnknownTarget(String),
+    /// The search for a target reached a delegated role that could not be loaded.
+    #[error("target {name:?}: the search stopped at delegated role {role:?} ({why})")]
+    Unavailable {
+        /// The target.
+        name: String,
+        /// The role.
+        role: String,
+        /// Why it could not be loaded.
+        why: String,
+    },
     /// A target name tough refuses (path traversal and the like).
     #[error("target name {name:?}: {source}")]
     BadName {
@@ -49,14 +61,6 @@ pub enum TufClientError {
         name: String,
         /// Why.
         why: String,
-    },
-    /// Downloading a verified target failed.
-    #[error("fetching target {name:?}: {source}")]
-    Fetch {
-        /// The name.
-        name: String,
-        /// The cause.
-        source: Box<tough::error::Error>,
     },
 }
 
@@ -85,7 +89,7 @@ pub struct TargetEntry {
 /// Verified metadata from one refresh.
 #[derive(Debug)]
 pub struct Refreshed {
-    repo: tough::Repository,
+    trusted: Trusted,
     targets_url: Url,
 }
 
@@ -101,6 +105,20 @@ impl TufClient {
         server: &Url,
         transport: MetadataTransport,
     ) -> Result<Self, TufClientError> {
+        let metadata = server.join("tuf/metadata/")?;
+        let targets = server.join("tuf/targets/")?;
+        Self::with_urls(dir, initial_root, (metadata, targets), transport)
+    }
+
+    /// A client for any TUF repository: metadata under `metadata_url`, target files under
+    /// `targets_url` (each ending in `/`), as a mirror, a CDN or a static export lays them
+    /// out.
+    pub fn with_urls(
+        dir: &Path,
+        initial_root: &[u8],
+        (metadata_url, targets_url): (Url, Url),
+        transport: MetadataTransport,
+    ) -> Result<Self, TufClientError> {
         let io = |source| TufClientError::Io {
             path: dir.to_path_buf(),
             source,
@@ -113,27 +131,17 @@ impl TufClient {
         Ok(Self {
             dir: dir.to_path_buf(),
             transport,
-            metadata_url: server.join("tuf/metadata/")?,
-            targets_url: server.join("tuf/targets/")?,
+            metadata_url,
+            targets_url,
         })
     }
 
-    /// Loads and verifies the newest metadata, updating the trusted root and the datastore.
+    /// Loads and verifies the newest metadata, updating the trusted files.
     pub async fn refresh(&self) -> Result<Refreshed, TufClientError> {
-        let root_path = self.dir.join(ROOT);
-        let root = std::fs::read(&root_path).map_err(|source| TufClientError::Io {
-            path: root_path.clone(),
-            source,
-        })?;
-        let repo =
-            RepositoryLoader::new(&root, self.metadata_url.clone(), self.targets_url.clone())
-                .datastore(self.dir.clone())
-                .transport(self.transport.clone())
-                .load()
-                .await
-                .map_err(|e| TufClientError::Refresh(Box::new(e)))?;
+        let trusted =
+            crate::tuf::update::refresh(&self.dir, &self.transport, &self.metadata_url).await?;
         Ok(Refreshed {
-            repo,
+            trusted,
             targets_url: self.targets_url.clone(),
         })
     }
@@ -146,27 +154,24 @@ impl Refreshed {
     /// vendor's release role, and a delta only from the deltas role.
     pub fn target(&self, name: &str) -> Result<TargetEntry, TufClientError> {
         let key = target_name(name)?;
-        let target = self
-            .repo
-            .targets()
-            .signed
-            .find_target(&key, false)
-            .map_err(|_| TufClientError::UnknownTarget(name.to_owned()))?;
-        entry(name, target)
+        match resolve::find(&self.trusted, &key) {
+            Ok(target) => entry(name, target),
+            Err(NotFound::Absent) => Err(TufClientError::UnknownTarget(name.to_owned())),
+            Err(NotFound::Unavailable { role, why }) => Err(TufClientError::Unavailable {
+                name: name.to_owned(),
+                role,
+                why,
+            }),
+        }
     }
 
     /// Every target the signed metadata lists, each as [`Refreshed::target`] resolves its
-    /// name: an entry that another role takes precedence over, or (once tough no longer
-    /// refuses such a repository outright) one a delegated role lists outside its paths, is
-    /// left out. Entries we cannot read are skipped.
+    /// name: an entry a delegated role lists outside its paths, or one that another role
+    /// takes precedence over, is left out, and the rest still counts. Entries we cannot
+    /// read are skipped.
     pub fn targets(&self) -> Vec<TargetEntry> {
-        let top = &self.repo.targets().signed;
-        self.repo
-            .all_targets()
-            .filter(|(name, target)| {
-                top.find_target(name, false)
-                    .is_ok_and(|resolved| std::ptr::eq(resolved, *target))
-            })
+        resolve::all(&self.trusted)
+            .into_iter()
             .filter_map(|(name, target)| entry(name.raw(), target).ok())
             .collect()
     }
@@ -181,20 +186,6 @@ impl Refreshed {
         Ok(self
             .targets_url
             .join(&format!("{dir}{}.{file}", hex::encode(entry.sha256)))?)
-    }
-
-    /// Downloads target `name` through tough (length-capped, hash-verified) into `dir`, read
-    /// whole under the metadata size cap (the cycle uses the resumable [`crate::download`]).
-    pub async fn fetch_target(&self, name: &str, dir: &Path) -> Result<PathBuf, TufClientError> {
-        let key = target_name(name)?;
-        self.repo
-            .save_target(&key, dir, tough::Prefix::None)
-            .await
-            .map_err(|e| TufClientError::Fetch {
-                name: name.to_owned(),
-                source: Box::new(e),
-            })?;
-        Ok(dir.join(key.resolved()))
     }
 }
 

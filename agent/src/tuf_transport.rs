@@ -1,8 +1,8 @@
-//! How tough fetches TUF metadata: through the agent's HTTP rules ([`crate::http`]), with an
-//! overall deadline and a size cap per file, a bounded number of tries within the cycle (a
-//! `timestamp.json` cut mid-body is fetched again), and errors that say what happened.
-//! A 404 is reported to tough as "file not found", which it needs to end the root update
-//! chain.
+//! How the TUF client ([`crate::tuf`]) fetches metadata: through the agent's HTTP rules
+//! ([`crate::http`]), with an overall deadline and a size cap per file, a bounded number of
+//! tries within the cycle (a `timestamp.json` cut mid-body is fetched again), and errors
+//! that say what happened.
+//! A 404 is reported as "file not found", which ends the root update chain.
 
 use std::time::Duration;
 

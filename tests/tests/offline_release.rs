@@ -5,9 +5,8 @@
 //!
 //! Then the server is taken: an attacker with its database and every online key (snapshot,
 //! timestamp, director, deltas) and a rollout policy tries to list a vendor-signed image the
-//! vendor never released, every way those keys allow. Every device refuses. (A delegated
-//! role's entry outside its paths makes tough refuse the whole refresh, where TUF says to
-//! ignore the entry and go on: that waits for the agent's own client workflow.)
+//! vendor never released, every way those keys allow. Every device refuses, and a delegated
+//! role's entry outside its paths is ignored while the rest of the repository still works.
 
 mod common;
 
@@ -325,7 +324,7 @@ async fn attack_once(attack: Attack, seed: u64) {
     // Vendor-signed, never released (a lab build, say).
     let unreleased = fleet.image("1.2.0", &next_release(&base, seed + 2));
     let r1 = fleet.publish_only(v1.clone()).await;
-    fleet.publish_only(v2.clone()).await;
+    let r2 = fleet.publish_only(v2.clone()).await;
     assert_eq!(release(&fleet, &[&v1, &v2]).await.0, 200);
     fleet.roll_out(&r1, "100%").await;
     let device = fleet.device("SN-ATTACK", &fleet.url, &v1).await;
@@ -369,18 +368,35 @@ async fn attack_once(attack: Attack, seed: u64) {
     let err = agent.check().await.unwrap_err();
     let what = format!("{attack:?}");
     match attack {
-        // tough refuses the whole refresh: no metadata to act on.
-        Attack::ReleaseSignedOnline | Attack::TopLevelSignedOnline => {
-            assert_eq!(err.stage, "tuf", "{what}: {err}");
-        }
-        // An entry outside the deltas role's paths: tough refuses the whole refresh.
-        // (TUF says to ignore that entry and use the rest; that needs the agent's own
-        // client workflow, and the agent's lookups already resolve names as TUF does.)
-        Attack::ImageInTheDeltasRole => {
-            assert_eq!(err.stage, "tuf", "{what}: {err}");
+        // The release role's new version does not verify: a search for an image reaches
+        // it and stops there (TUF §5.6.7), so no image is found.
+        Attack::ReleaseSignedOnline => {
+            assert_eq!(err.stage, "select", "{what}: {err}");
             assert!(
                 err.to_string()
-                    .contains("not delegated: firmware/e2e-board/1.2.0.img"),
+                    .contains("the search stopped at delegated role \"release\""),
+                "{what}: {err}"
+            );
+            assert!(
+                err.to_string().contains("Signature threshold"),
+                "{what}: {err}"
+            );
+        }
+        // The top-level targets does not verify under the root: the refresh fails whole.
+        Attack::TopLevelSignedOnline => {
+            assert_eq!(err.stage, "tuf", "{what}: {err}");
+            assert!(
+                err.to_string().contains("Signature threshold"),
+                "{what}: {err}"
+            );
+        }
+        // An entry outside the deltas role's paths is ignored: 1.2.0 is in no signed
+        // targets as TUF resolves the name.
+        Attack::ImageInTheDeltasRole => {
+            assert_eq!(err.stage, "select", "{what}: {err}");
+            assert!(
+                err.to_string()
+                    .contains("firmware/e2e-board/1.2.0.img\" is not in the signed TUF targets"),
                 "{what}: {err}"
             );
         }
@@ -406,6 +422,16 @@ async fn attack_once(attack: Attack, seed: u64) {
         "{what}: the other slot holds no bootable image"
     );
     drop(agent);
+
+    if let Attack::ImageInTheDeltasRole = attack {
+        // The rest of the repository still works: the fleet manager rolls out the real
+        // 1.1.0, and the device takes its delta from the very deltas metadata that carries
+        // the stray entry. (A second later: rollouts started in the same second go by
+        // version, and the aborted 1.2.0 one, which the device is a member of, would hold it.)
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        fleet.roll_out(&r2, "100%").await;
+        install_and_confirm(&device, "1.1.0").await;
+    }
     fleet.stop().await;
 }
 
