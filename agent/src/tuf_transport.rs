@@ -2,7 +2,8 @@
 //! ([`crate::http`]), with an overall deadline and a size cap per file, a bounded number of
 //! tries within the cycle (a `timestamp.json` cut mid-body is fetched again), and errors
 //! that say what happened.
-//! A 404 is reported as "file not found", which ends the root update chain.
+//! A 404 (or the 403 of an object store) is reported as "file not found", which ends the
+//! root update chain.
 
 use std::time::Duration;
 
@@ -55,8 +56,10 @@ impl Transport for MetadataTransport {
                     let stream = futures_util::stream::iter([Ok(body)]);
                     return Ok(Box::pin(stream));
                 }
+                // Object stores and CDNs answer 403 for a file they do not have.
                 Err(HttpError::Status { status, .. })
-                    if status == reqwest::StatusCode::NOT_FOUND =>
+                    if status == reqwest::StatusCode::NOT_FOUND
+                        || status == reqwest::StatusCode::FORBIDDEN =>
                 {
                     return Err(TransportError::new(TransportErrorKind::FileNotFound, url));
                 }

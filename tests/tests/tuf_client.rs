@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::hostile::Mirror;
+use bytes::Bytes;
+use common::hostile::{Mirror, Reply};
 use common::{Fleet, firmware};
 use otter_agent::http::HttpConfig;
 use otter_agent::tuf_client::TufClient;
@@ -76,5 +77,29 @@ async fn an_unchanged_timestamp_fetches_nothing_more_and_files_are_kept_as_recei
         ],
         "{second:?}"
     );
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_403_for_the_next_root_ends_the_root_chain_as_a_404_does() {
+    let fleet = Fleet::start().await;
+    let mirror = Mirror::start(&fleet.url).await;
+    // An object store or CDN answers 403 for a file it does not have.
+    mirror.tamper(|x| {
+        x.path
+            .ends_with("/2.root.json")
+            .then(|| Reply::Body(403, Bytes::from_static(b"<Error>AccessDenied</Error>")))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let tuf = client(dir.path(), &fleet, &mirror.url);
+    tuf.refresh().await.unwrap();
+    // Anything else stays an error: a 403 for the timestamp is no timestamp.
+    mirror.tamper(|x| {
+        x.path
+            .ends_with("/timestamp.json")
+            .then(|| Reply::Body(403, Bytes::new()))
+    });
+    let err = tuf.refresh().await.unwrap_err().to_string();
+    assert!(err.contains("timestamp.json is missing"), "{err}");
     fleet.stop().await;
 }

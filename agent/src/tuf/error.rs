@@ -64,7 +64,7 @@ pub enum RefreshError {
         expected: String,
     },
     /// The file is longer than the role above says.
-    #[error("{file} is {got} bytes, larger than the {expected} bytes the snapshot names")]
+    #[error("{file} is {got} bytes, larger than the {expected} bytes the role above names")]
     Length {
         /// The file.
         file: String,
@@ -84,6 +84,17 @@ pub enum RefreshError {
     /// A role the snapshot does not list.
     #[error("the snapshot does not list {0}")]
     NotInSnapshot(String),
+    /// A timestamp that names no snapshot.
+    #[error("the timestamp does not name snapshot.json")]
+    NoSnapshotInTimestamp,
+    /// A delegated role that may not be loaded.
+    #[error("delegated role {role:?}: {why}")]
+    BadDelegation {
+        /// The role.
+        role: String,
+        /// Why.
+        why: String,
+    },
     /// Too many root versions at once.
     #[error("more than {0} new root versions in one refresh")]
     TooManyRoots(u64),

@@ -11,6 +11,7 @@ use tough::TargetName;
 use tough::schema::{Target, Targets};
 
 use super::Trusted;
+use super::update::verified_by;
 
 /// Why a name resolves to no target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +44,7 @@ pub fn all(trusted: &Trusted) -> Vec<(&TargetName, &Target)> {
         trusted
             .delegated
             .values()
-            .filter_map(|r| r.as_ref().ok())
+            .filter_map(|d| d.metadata.as_ref().ok())
             .map(|s| &s.signed),
     );
     let mut out: Vec<(&TargetName, &Target)> = roles
@@ -80,23 +81,26 @@ fn search<'a>(
         if !within(delegated, name) || !visited.insert(delegated.name.as_str()) {
             continue;
         }
-        match trusted.delegated.get(&delegated.name) {
-            Some(Ok(child)) => match search(trusted, &child.signed, name, visited) {
+        let unavailable = |why: String| {
+            Search::Stop(Some(NotFound::Unavailable {
+                role: delegated.name.clone(),
+                why,
+            }))
+        };
+        let Some(loaded) = trusted.delegated.get(&delegated.name) else {
+            return unavailable("not loaded".into());
+        };
+        // Loaded through another delegation (another parent naming the same role with
+        // other keys): not what this delegation vouches for.
+        if loaded.verified_by != verified_by(delegated) {
+            return unavailable("verified under another delegation of that name".into());
+        }
+        match &loaded.metadata {
+            Ok(child) => match search(trusted, &child.signed, name, visited) {
                 Search::Missing => {}
                 found_or_stop => return found_or_stop,
             },
-            Some(Err(why)) => {
-                return Search::Stop(Some(NotFound::Unavailable {
-                    role: delegated.name.clone(),
-                    why: why.clone(),
-                }));
-            }
-            None => {
-                return Search::Stop(Some(NotFound::Unavailable {
-                    role: delegated.name.clone(),
-                    why: "not loaded".into(),
-                }));
-            }
+            Err(why) => return unavailable(why.clone()),
         }
         if delegated.terminating {
             return Search::Stop(None);
@@ -114,6 +118,7 @@ mod tests {
         DelegatedRole, Delegations, Hashes, PathPattern, PathSet, Root, Signed, Snapshot, Timestamp,
     };
 
+    use super::super::update::Delegated;
     use super::*;
 
     fn when() -> jiff::Timestamp {
@@ -196,10 +201,18 @@ mod tests {
             snapshot: signed(Snapshot::new("1.0.0".into(), NonZeroU64::MIN, when())),
             targets: signed(top),
             delegated: HashMap::from([
-                ("a".to_owned(), Ok(signed(a))),
-                ("b".to_owned(), Ok(signed(b))),
-                ("broken".to_owned(), Err("bad signature".to_owned())),
+                ("a".to_owned(), loaded(Ok(signed(a)))),
+                ("b".to_owned(), loaded(Ok(signed(b)))),
+                ("broken".to_owned(), loaded(Err("bad signature".to_owned()))),
             ]),
+        }
+    }
+
+    /// Loaded through a delegation with no keys and threshold 1, as `role` makes them.
+    fn loaded(metadata: Result<Signed<Targets>, String>) -> Delegated {
+        Delegated {
+            verified_by: (Vec::new(), 1),
+            metadata,
         }
     }
 
@@ -240,5 +253,17 @@ mod tests {
                 why: "bad signature".into()
             })
         );
+    }
+
+    #[test]
+    fn a_role_verified_under_another_delegation_of_its_name_is_not_used() {
+        let mut t = trusted();
+        if let Some(b) = t.delegated.get_mut("b") {
+            b.verified_by = (vec!["00".into()], 1);
+        }
+        assert!(matches!(
+            length(&t, "b/three"),
+            Err(NotFound::Unavailable { role, .. }) if role == "b"
+        ));
     }
 }

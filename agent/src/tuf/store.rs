@@ -57,19 +57,24 @@ impl Store {
     }
 }
 
-/// The file a role's metadata is kept in: `<role>.json`, with every byte of the name other
-/// than ASCII letters, digits, `-` and `_` percent-encoded (delegated role names come from
-/// signed metadata, but never become a path).
-pub(super) fn role_file(role: &str) -> String {
+/// The file a delegated role's metadata is kept in: `delegated-<hex of the name>.json`. Role
+/// names come from signed metadata; hex keeps them from ever naming a top-level file
+/// (`root.json`), a path, or two files on a case-insensitive file system.
+pub(super) fn delegated_file(role: &str) -> String {
+    format!("delegated-{}.json", hex::encode(role.as_bytes()))
+}
+
+/// A role name as it appears in a URL: every byte other than the unreserved ASCII letters,
+/// digits, `-`, `_`, `.` and `~` percent-encoded, as tough and python-tuf request it.
+pub(super) fn url_name(role: &str) -> String {
     let mut out = String::new();
     for b in role.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
             out.push(char::from(b));
         } else {
             out.push_str(&format!("%{b:02X}"));
         }
     }
-    out.push_str(".json");
     out
 }
 
@@ -78,10 +83,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn role_names_never_become_paths() {
-        assert_eq!(role_file("targets"), "targets.json");
-        assert_eq!(role_file("../root"), "%2E%2E%2Froot.json");
-        assert_eq!(role_file("a b.c"), "a%20b%2Ec.json");
+    fn role_names_never_become_paths_or_top_level_files() {
+        assert_eq!(delegated_file("root"), "delegated-726f6f74.json");
+        assert_eq!(delegated_file("../x"), "delegated-2e2e2f78.json");
+        assert_ne!(delegated_file("A"), delegated_file("a"));
+        assert_eq!(url_name("release"), "release");
+        assert_eq!(url_name("a b/c.d~"), "a%20b%2Fc.d~");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tough::{IntoVec, Transport, TransportErrorKind};
 use url::Url;
 
 use super::RefreshError;
-use super::store::{Store, role_file};
+use super::store::{Store, delegated_file, url_name};
 
 /// Most root versions one refresh walks (a device years behind still catches up; an
 /// endless chain does not keep it busy forever).
@@ -31,10 +31,28 @@ pub struct Trusted {
     pub snapshot: Signed<Snapshot>,
     /// The top-level targets.
     pub targets: Signed<Targets>,
-    /// Every delegated role reachable from the top-level targets: its metadata, or why it
-    /// could not be loaded (a search that reaches it stops there, §5.6.7).
-    pub delegated: HashMap<String, Result<Signed<Targets>, String>>,
+    /// Every delegated role reachable from the top-level targets, by name.
+    pub delegated: HashMap<String, Delegated>,
 }
+
+/// A delegated role as loaded.
+#[derive(Debug)]
+pub struct Delegated {
+    /// The key ids (hex, sorted) and threshold it was verified against: a search that
+    /// reaches it through a delegation naming others must not use it.
+    pub verified_by: (Vec<String>, u64),
+    /// Its metadata, or why it could not be loaded (a search that reaches it stops there,
+    /// §5.6.7).
+    pub metadata: Result<Signed<Targets>, String>,
+}
+
+/// Most delegated roles one refresh loads: a tree the online keys grow without bound costs
+/// neither unbounded time nor flash.
+pub const MAX_DELEGATED_ROLES: usize = 256;
+
+/// Names a delegated role may not have (python-tuf refuses them too): they are the
+/// top-level roles.
+const TOP_LEVEL: [&str; 4] = ["root", "timestamp", "snapshot", "targets"];
 
 /// Who vouches for a targets-like role.
 enum Signers<'a> {
@@ -63,10 +81,6 @@ pub async fn refresh(
     check(&root.signed, &root, "root")?;
 
     // 5.3: walk N+1.root.json, N+2.root.json, ... each signed by the old and the new keys.
-    let before = (
-        keys_of(&root.signed, RoleType::Timestamp),
-        keys_of(&root.signed, RoleType::Snapshot),
-    );
     let mut steps = 0;
     loop {
         let next = root.signed.version.get() + 1;
@@ -81,20 +95,22 @@ pub async fn refresh(
         check(&root.signed, &new, "root")?;
         check(&new.signed, &new, "root")?;
         expect_version("root", new.signed.version.get(), next)?;
+        // 5.3.11: new timestamp or snapshot keys make what they signed worthless; forget it
+        // before the new root is kept, so an aborted refresh cannot skip this.
+        let keys = |r: &Root| {
+            (
+                keys_of(r, RoleType::Timestamp),
+                keys_of(r, RoleType::Snapshot),
+            )
+        };
+        if keys(&root.signed) != keys(&new.signed) {
+            store.remove("timestamp.json")?;
+            store.remove("snapshot.json")?;
+        }
         store.write("root.json", &bytes)?;
         root = new;
     }
     not_expired("root", root.signed.expires, now)?;
-    // 5.3.11: new timestamp or snapshot keys make what they signed worthless.
-    let after = (
-        keys_of(&root.signed, RoleType::Timestamp),
-        keys_of(&root.signed, RoleType::Snapshot),
-    );
-    if before != after {
-        store.remove("timestamp.json")?;
-        store.remove("snapshot.json")?;
-    }
-
     // 5.4: timestamp.
     let old = local::<Timestamp>(&store, "timestamp.json", &Signers::Root(&root.signed))?;
     let bytes = fetcher
@@ -129,8 +145,8 @@ pub async fn refresh(
     not_expired("timestamp", timestamp.signed.expires, now)?;
 
     // 5.5: snapshot, unless the trusted one is what the timestamp names.
-    let named = (timestamp.signed.meta.get("snapshot.json"))
-        .ok_or_else(|| RefreshError::NotInSnapshot("snapshot.json (in the timestamp)".into()))?;
+    let named =
+        (timestamp.signed.meta.get("snapshot.json")).ok_or(RefreshError::NoSnapshotInTimestamp)?;
     let old = local::<Snapshot>(&store, "snapshot.json", &Signers::Root(&root.signed))?;
     let snapshot = match old {
         Some(old)
@@ -182,7 +198,9 @@ pub async fn refresh(
         snapshot: &snapshot,
         now,
     };
-    let targets = loader.role("targets", &Signers::Root(&root.signed)).await?;
+    let targets = loader
+        .role("targets", "targets.json", &Signers::Root(&root.signed))
+        .await?;
     let mut delegated = HashMap::new();
     let mut seen = HashSet::new();
     // Preorder: a role, then everything below it, then its next sibling.
@@ -193,26 +211,43 @@ pub async fn refresh(
         .map(|d| (d.clone(), 0))
         .collect();
     while let Some((delegations, i)) = stack.pop() {
-        let Some(role) = delegations.roles.get(i).map(|r| r.name.clone()) else {
+        let Some(role) = delegations.roles.get(i).cloned() else {
             continue;
         };
-        let loaded = if seen.insert(role.clone()) {
-            Some(
-                loader
-                    .role(&role, &Signers::Delegations(&delegations))
-                    .await,
-            )
-        } else {
-            None
+        stack.push((delegations.clone(), i + 1));
+        let name = role.name.clone();
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let bad = |why: &str| RefreshError::BadDelegation {
+            role: name.clone(),
+            why: why.to_owned(),
         };
-        stack.push((delegations, i + 1));
-        let Some(loaded) = loaded else { continue };
+        let loaded = if name.is_empty() {
+            Err(bad("a delegated role needs a name"))
+        } else if TOP_LEVEL.contains(&name.as_str()) {
+            // Its metadata would be a top-level file's, and found where that one is.
+            Err(bad("a delegated role may not have a top-level role's name"))
+        } else if delegated.len() >= MAX_DELEGATED_ROLES {
+            Err(bad(&format!(
+                "more than {MAX_DELEGATED_ROLES} delegated roles"
+            )))
+        } else {
+            let signers = Signers::Delegations(&delegations);
+            loader.role(&name, &delegated_file(&name), &signers).await
+        };
         if let Ok(t) = &loaded
             && let Some(d) = &t.signed.delegations
         {
             stack.push((d.clone(), 0));
         }
-        delegated.insert(role, loaded.map_err(|e| e.to_string()));
+        delegated.insert(
+            name,
+            Delegated {
+                verified_by: verified_by(&role),
+                metadata: loaded.map_err(|e| e.to_string()),
+            },
+        );
     }
     Ok(Trusted {
         root,
@@ -238,17 +273,17 @@ impl Loader<'_> {
     async fn role(
         &self,
         name: &str,
+        file: &str,
         signers: &Signers<'_>,
     ) -> Result<Signed<Targets>, RefreshError> {
         let listed = format!("{name}.json");
         let named = (self.snapshot.signed.meta.get(&listed))
             .ok_or_else(|| RefreshError::NotInSnapshot(listed.clone()))?;
-        let file = role_file(name);
-        let old = local::<Targets>(self.store, &file, signers)?;
+        let old = local::<Targets>(self.store, file, signers)?;
         let role = match old {
             Some(old)
                 if old.signed.version == named.version
-                    && matches_hash(self.store, &file, named)? =>
+                    && matches_hash(self.store, file, named)? =>
             {
                 old
             }
@@ -260,7 +295,7 @@ impl Loader<'_> {
                 let new: Signed<Targets> = parse(name, &bytes)?;
                 verify(signers, &new, name)?;
                 expect_version(name, new.signed.version.get(), named.version.get())?;
-                self.store.write(&file, &bytes)?;
+                self.store.write(file, &bytes)?;
                 new
             }
         };
@@ -294,9 +329,16 @@ impl Fetcher<'_> {
     }
 }
 
+/// The key ids (hex, sorted) and threshold a delegation gives its role.
+pub fn verified_by(role: &tough::schema::DelegatedRole) -> (Vec<String>, u64) {
+    let mut ids: Vec<String> = role.keyids.iter().map(hex::encode).collect();
+    ids.sort();
+    (ids, role.threshold.get())
+}
+
 /// `N.role.json` under consistent snapshots, else `role.json`.
 fn versioned(root: &Root, role: &str, named: &Metafile) -> String {
-    let file = role_file(role);
+    let file = format!("{}.json", url_name(role));
     if root.consistent_snapshot {
         format!("{}.{file}", named.version)
     } else {
@@ -430,7 +472,7 @@ fn rollback(role: &str, new: u64, old: u64) -> RefreshError {
 fn snapshot_version(timestamp: &Signed<Timestamp>) -> Result<u64, RefreshError> {
     (timestamp.signed.meta.get("snapshot.json"))
         .map(|m| m.version.get())
-        .ok_or_else(|| RefreshError::NotInSnapshot("snapshot.json (in the timestamp)".into()))
+        .ok_or(RefreshError::NoSnapshotInTimestamp)
 }
 
 /// The key ids of a role, sorted, to tell whether a new root changed them.
