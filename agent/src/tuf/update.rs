@@ -518,3 +518,6 @@ fn matches_hash(store: &Store, file: &str, named: &Metafile) -> Result<bool, Ref
         .read(file)?
         .is_some_and(|bytes| Sha256::digest(&bytes).as_slice() == hashes.sha256.as_ref()))
 }
+
+#[cfg(test)]
+mod tests;
