@@ -90,7 +90,7 @@ pub struct TargetEntry {
 #[derive(Debug)]
 pub struct Refreshed {
     trusted: Trusted,
-    targets_url: Url,
+    client: TufClient,
 }
 
 const ROOT: &str = "root.json";
@@ -136,18 +136,43 @@ impl TufClient {
         })
     }
 
-    /// Loads and verifies the newest metadata, updating the trusted files.
+    /// Loads and verifies the newest metadata, updating the trusted files: the top-level
+    /// roles and every delegated role (the agent looks through all deltas).
     pub async fn refresh(&self) -> Result<Refreshed, TufClientError> {
+        let mut refreshed = self.refresh_top_level().await?;
+        crate::tuf::update::load_all(&mut refreshed.trusted, &self.source()).await;
+        Ok(refreshed)
+    }
+
+    /// Loads and verifies the top-level roles only; [`Refreshed::load_for`] then loads the
+    /// delegated roles a lookup reaches, as TUF §5.6.7 walks them.
+    pub async fn refresh_top_level(&self) -> Result<Refreshed, TufClientError> {
         let trusted =
             crate::tuf::update::refresh(&self.dir, &self.transport, &self.metadata_url).await?;
         Ok(Refreshed {
             trusted,
-            targets_url: self.targets_url.clone(),
+            client: self.clone(),
         })
+    }
+
+    fn source(&self) -> crate::tuf::update::Source<'_> {
+        crate::tuf::update::Source {
+            dir: &self.dir,
+            transport: &self.transport,
+            base: &self.metadata_url,
+        }
     }
 }
 
 impl Refreshed {
+    /// Loads the delegated roles the search for `name` reaches, and only those.
+    pub async fn load_for(&mut self, name: &str) -> Result<(), TufClientError> {
+        let key = target_name(name)?;
+        let source = self.client.source();
+        crate::tuf::update::load_for(&mut self.trusted, &source, &key).await;
+        Ok(())
+    }
+
     /// The signed description of target `name`, resolved as TUF says: top-level targets
     /// first, then the delegated roles whose paths cover the name, in order, stopping at a
     /// terminating one. So under offline release signing an image comes only from the
@@ -176,6 +201,57 @@ impl Refreshed {
             .collect()
     }
 
+    /// Length and SHA-256 of any target `name` resolves to, whatever its custom fields
+    /// (for tools that serve other repositories than Otter's).
+    pub fn plain_target(&self, name: &str) -> Result<(u64, [u8; 32]), TufClientError> {
+        let key = target_name(name)?;
+        let target = match resolve::find(&self.trusted, &key) {
+            Ok(target) => target,
+            Err(NotFound::Absent) => return Err(TufClientError::UnknownTarget(name.to_owned())),
+            Err(NotFound::Unavailable { role, why }) => {
+                return Err(TufClientError::Unavailable {
+                    name: name.to_owned(),
+                    role,
+                    why,
+                });
+            }
+        };
+        let sha256 =
+            target
+                .hashes
+                .sha256
+                .as_ref()
+                .try_into()
+                .map_err(|_| TufClientError::Malformed {
+                    name: name.to_owned(),
+                    why: "no 32-byte sha256".into(),
+                })?;
+        Ok((target.length, sha256))
+    }
+
+    /// The delegated roles this refresh loaded, by name.
+    pub fn delegated_roles(&self) -> impl Iterator<Item = &str> {
+        (self.trusted.delegated.iter())
+            .filter(|(_, d)| d.metadata.is_ok())
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// The URL of target `name` with `sha256`: hash-prefixed when the root says consistent
+    /// snapshots (Otter's always do), else the plain name.
+    pub fn url_of(&self, name: &str, sha256: &[u8; 32]) -> Result<Url, TufClientError> {
+        if !self.trusted.root.signed.consistent_snapshot {
+            return Ok(self.client.targets_url.join(name)?);
+        }
+        let (dir, file) = match name.rsplit_once('/') {
+            Some((dir, file)) => (format!("{dir}/"), file),
+            None => (String::new(), name),
+        };
+        Ok(self
+            .client
+            .targets_url
+            .join(&format!("{dir}{}.{file}", hex::encode(sha256)))?)
+    }
+
     /// The URL of `entry`'s file: hash-prefixed, as consistent snapshots name it, so it
     /// never changes content (safe to resume with `Range`).
     pub fn target_url(&self, entry: &TargetEntry) -> Result<Url, TufClientError> {
@@ -184,6 +260,7 @@ impl Refreshed {
             None => (String::new(), entry.name.as_str()),
         };
         Ok(self
+            .client
             .targets_url
             .join(&format!("{dir}{}.{file}", hex::encode(entry.sha256)))?)
     }

@@ -21,4 +21,5 @@ mod store;
 pub mod update;
 
 pub use error::RefreshError;
+pub use store::delegated_file;
 pub use update::Trusted;

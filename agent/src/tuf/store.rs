@@ -37,12 +37,16 @@ impl Store {
 
     /// Replaces `name` with `bytes`.
     pub(super) fn write(&self, name: &str, bytes: &[u8]) -> Result<(), RefreshError> {
-        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let path = self.dir.join(name);
+        let parent = path.parent().unwrap_or(&self.dir).to_path_buf();
+        fs::create_dir_all(&parent).map_err(self.io(name))?;
+        let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned());
+        let tmp = parent.join(format!(".{}.tmp", file_name.unwrap_or_default()));
         let mut file = File::create(&tmp).map_err(self.io(name))?;
         file.write_all(bytes).map_err(self.io(name))?;
         file.sync_all().map_err(self.io(name))?;
-        fs::rename(&tmp, self.dir.join(name)).map_err(self.io(name))?;
-        File::open(&self.dir)
+        fs::rename(&tmp, &path).map_err(self.io(name))?;
+        File::open(&parent)
             .and_then(|d| d.sync_all())
             .map_err(self.io(name))
     }
@@ -57,11 +61,12 @@ impl Store {
     }
 }
 
-/// The file a delegated role's metadata is kept in: `delegated-<hex of the name>.json`. Role
-/// names come from signed metadata; hex keeps them from ever naming a top-level file
-/// (`root.json`), a path, or two files on a case-insensitive file system.
-pub(super) fn delegated_file(role: &str) -> String {
-    format!("delegated-{}.json", hex::encode(role.as_bytes()))
+/// The file a delegated role's metadata is kept in: `delegated/<hex of the name>.json`.
+/// Role names come from signed metadata; a directory of their own and hex keep them from
+/// ever naming a top-level file (`root.json`), a path, or two files on a case-insensitive
+/// file system.
+pub fn delegated_file(role: &str) -> String {
+    format!("delegated/{}.json", hex::encode(role.as_bytes()))
 }
 
 /// A role name as it appears in a URL: every byte other than the unreserved ASCII letters,
@@ -84,8 +89,8 @@ mod tests {
 
     #[test]
     fn role_names_never_become_paths_or_top_level_files() {
-        assert_eq!(delegated_file("root"), "delegated-726f6f74.json");
-        assert_eq!(delegated_file("../x"), "delegated-2e2e2f78.json");
+        assert_eq!(delegated_file("root"), "delegated/726f6f74.json");
+        assert_eq!(delegated_file("../x"), "delegated/2e2e2f78.json");
         assert_ne!(delegated_file("A"), delegated_file("a"));
         assert_eq!(url_name("release"), "release");
         assert_eq!(url_name("a b/c.d~"), "a%20b%2Fc.d~");
@@ -103,5 +108,10 @@ mod tests {
         store.remove("x.json").unwrap();
         assert_eq!(store.read("x.json").unwrap(), None);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        store.write("delegated/ab.json", b"role").unwrap();
+        assert_eq!(
+            store.read("delegated/ab.json").unwrap().as_deref(),
+            Some(&b"role"[..])
+        );
     }
 }

@@ -4,13 +4,14 @@
 
 use std::collections::{HashMap, HashSet};
 
+use otter_keys::tuf::delegation::within;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use tough::schema::{
     Delegations, Metafile, Role, RoleType, Root, Signed, Snapshot, Targets, Timestamp,
 };
-use tough::{IntoVec, Transport, TransportErrorKind};
+use tough::{IntoVec, TargetName, Transport, TransportErrorKind};
 use url::Url;
 
 use super::RefreshError;
@@ -131,18 +132,21 @@ pub async fn refresh(
             }
             if is == was {
                 // The same version again: keep the one trusted (its bytes stay).
+                not_expired("timestamp", old.signed.expires, now)?;
                 old
             } else {
+                // An expired file is never stored: the trusted one stays for rollback checks.
+                not_expired("timestamp", new.signed.expires, now)?;
                 store.write("timestamp.json", &bytes)?;
                 new
             }
         }
         None => {
+            not_expired("timestamp", new.signed.expires, now)?;
             store.write("timestamp.json", &bytes)?;
             new
         }
     };
-    not_expired("timestamp", timestamp.signed.expires, now)?;
 
     // 5.5: snapshot, unless the trusted one is what the timestamp names.
     let named =
@@ -182,15 +186,15 @@ pub async fn refresh(
                     }
                 }
             }
+            not_expired("snapshot", new.signed.expires, now)?;
             store.write("snapshot.json", &bytes)?;
             new
         }
     };
     not_expired("snapshot", snapshot.signed.expires, now)?;
 
-    // 5.6: the top-level targets, then every delegated role reachable from it (preorder,
-    // each role once). A delegated role that fails is remembered, not fatal: only a search
-    // that reaches it fails.
+    // 5.6: the top-level targets. Delegated roles are loaded when a search reaches them
+    // ([`load_for`]) or all at once ([`load_all`]).
     let loader = Loader {
         store: &store,
         fetcher: &fetcher,
@@ -201,13 +205,46 @@ pub async fn refresh(
     let targets = loader
         .role("targets", "targets.json", &Signers::Root(&root.signed))
         .await?;
-    let mut delegated = HashMap::new();
+    let delegated = HashMap::new();
+    Ok(Trusted {
+        root,
+        timestamp,
+        snapshot,
+        targets,
+        delegated,
+    })
+}
+
+/// What delegated roles are loaded with: the metadata directory and the repository.
+pub struct Source<'a> {
+    /// The metadata directory.
+    pub dir: &'a std::path::Path,
+    /// How files are fetched.
+    pub transport: &'a dyn Transport,
+    /// The metadata base URL.
+    pub base: &'a Url,
+}
+
+/// Loads every delegated role reachable from the top-level targets (preorder, each role
+/// once, at most [`MAX_DELEGATED_ROLES`]). A role that fails is remembered, not fatal: only
+/// a search that reaches it fails.
+pub async fn load_all(trusted: &mut Trusted, source: &Source<'_>) {
+    let store = Store::new(source.dir);
+    let fetcher = Fetcher {
+        transport: source.transport,
+        base: source.base,
+    };
+    let loader = Loader {
+        store: &store,
+        fetcher: &fetcher,
+        root: &trusted.root.signed,
+        snapshot: &trusted.snapshot,
+        now: jiff::Timestamp::now(),
+    };
+    let delegated = &mut trusted.delegated;
     let mut seen = HashSet::new();
     // Preorder: a role, then everything below it, then its next sibling.
-    let mut stack: Vec<(Delegations, usize)> = targets
-        .signed
-        .delegations
-        .iter()
+    let mut stack: Vec<(Delegations, usize)> = (trusted.targets.signed.delegations.iter())
         .map(|d| (d.clone(), 0))
         .collect();
     while let Some((delegations, i)) = stack.pop() {
@@ -215,10 +252,104 @@ pub async fn refresh(
             continue;
         };
         stack.push((delegations.clone(), i + 1));
-        let name = role.name.clone();
-        if !seen.insert(name.clone()) {
+        if !seen.insert(role.name.clone()) {
             continue;
         }
+        loader.ensure(delegated, &role, &delegations).await;
+        if let Some(Ok(t)) = delegated.get(&role.name).map(|d| d.metadata.as_ref())
+            && let Some(d) = &t.signed.delegations
+        {
+            stack.push((d.clone(), 0));
+        }
+    }
+}
+
+/// Loads the delegated roles the search for `name` reaches (§5.6.7: preorder depth first,
+/// into a role only when its paths cover the name, each role once, ending at the target, a
+/// terminating delegation or a role that fails), and nothing else.
+pub async fn load_for(trusted: &mut Trusted, source: &Source<'_>, name: &TargetName) {
+    let store = Store::new(source.dir);
+    let fetcher = Fetcher {
+        transport: source.transport,
+        base: source.base,
+    };
+    let loader = Loader {
+        store: &store,
+        fetcher: &fetcher,
+        root: &trusted.root.signed,
+        snapshot: &trusted.snapshot,
+        now: jiff::Timestamp::now(),
+    };
+    let mut visited = HashSet::new();
+    let top = trusted.targets.signed.clone();
+    let _ = search(&loader, &mut trusted.delegated, &top, name, &mut visited).await;
+}
+
+/// How a lazy search left a branch.
+enum Searched {
+    Found,
+    Missing,
+    Stop,
+}
+
+fn search<'a>(
+    loader: &'a Loader<'a>,
+    delegated: &'a mut HashMap<String, Delegated>,
+    role: &'a Targets,
+    name: &'a TargetName,
+    visited: &'a mut HashSet<String>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Searched> + Send + 'a>> {
+    Box::pin(async move {
+        if role.targets.contains_key(name) {
+            return Searched::Found;
+        }
+        let Some(delegations) = &role.delegations else {
+            return Searched::Missing;
+        };
+        for child in &delegations.roles {
+            if !within(child, name) || !visited.insert(child.name.clone()) {
+                continue;
+            }
+            loader.ensure(delegated, child, delegations).await;
+            let Some(Ok(metadata)) = (delegated.get(&child.name))
+                .filter(|d| d.verified_by == verified_by(child))
+                .map(|d| d.metadata.as_ref().map(|m| m.signed.clone()))
+            else {
+                return Searched::Stop;
+            };
+            match search(loader, delegated, &metadata, name, visited).await {
+                Searched::Missing => {}
+                other => return other,
+            }
+            if child.terminating {
+                return Searched::Stop;
+            }
+        }
+        Searched::Missing
+    })
+}
+
+/// Loads targets-like roles under one snapshot.
+struct Loader<'a> {
+    store: &'a Store,
+    fetcher: &'a Fetcher<'a>,
+    root: &'a Root,
+    snapshot: &'a Signed<Snapshot>,
+    now: jiff::Timestamp,
+}
+
+impl Loader<'_> {
+    /// Loads delegated role `role` of `delegations` into `delegated`, unless it is there.
+    async fn ensure(
+        &self,
+        delegated: &mut HashMap<String, Delegated>,
+        role: &tough::schema::DelegatedRole,
+        delegations: &Delegations,
+    ) {
+        if delegated.contains_key(&role.name) {
+            return;
+        }
+        let name = role.name.clone();
         let bad = |why: &str| RefreshError::BadDelegation {
             role: name.clone(),
             why: why.to_owned(),
@@ -233,41 +364,18 @@ pub async fn refresh(
                 "more than {MAX_DELEGATED_ROLES} delegated roles"
             )))
         } else {
-            let signers = Signers::Delegations(&delegations);
-            loader.role(&name, &delegated_file(&name), &signers).await
+            let signers = Signers::Delegations(delegations);
+            self.role(&name, &delegated_file(&name), &signers).await
         };
-        if let Ok(t) = &loaded
-            && let Some(d) = &t.signed.delegations
-        {
-            stack.push((d.clone(), 0));
-        }
         delegated.insert(
             name,
             Delegated {
-                verified_by: verified_by(&role),
+                verified_by: verified_by(role),
                 metadata: loaded.map_err(|e| e.to_string()),
             },
         );
     }
-    Ok(Trusted {
-        root,
-        timestamp,
-        snapshot,
-        targets,
-        delegated,
-    })
-}
 
-/// Loads targets-like roles under one snapshot.
-struct Loader<'a> {
-    store: &'a Store,
-    fetcher: &'a Fetcher<'a>,
-    root: &'a Root,
-    snapshot: &'a Signed<Snapshot>,
-    now: jiff::Timestamp,
-}
-
-impl Loader<'_> {
     /// Role `name` at the version the snapshot names: the stored file if it is that one,
     /// else fetched, checked (length, hash, signatures, version) and stored.
     async fn role(
@@ -295,6 +403,7 @@ impl Loader<'_> {
                 let new: Signed<Targets> = parse(name, &bytes)?;
                 verify(signers, &new, name)?;
                 expect_version(name, new.signed.version.get(), named.version.get())?;
+                not_expired(name, new.signed.expires, self.now)?;
                 self.store.write(file, &bytes)?;
                 new
             }

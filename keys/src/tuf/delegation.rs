@@ -171,17 +171,31 @@ pub fn check_delegated(
     Ok(())
 }
 
-/// Whether `name` lies inside the paths of `role`.
+/// Whether `name` lies inside the paths of `role`, as TUF 1.0 matches them: shell-style
+/// wildcards where `*` and `?` never match the `/` between path segments (tough's own
+/// matcher lets `*` cross it), or a hash prefix of the name's SHA-256.
 pub fn within(role: &DelegatedRole, name: &TargetName) -> bool {
-    // tough matches paths only through a `Delegations`; one holding just this role asks it.
-    Delegations {
-        keys: HashMap::new(),
-        roles: vec![DelegatedRole {
-            targets: None,
-            ..role.clone()
-        }],
+    match &role.paths {
+        PathSet::Paths(patterns) => patterns.iter().any(|p| path_matches(p.value(), name.raw())),
+        // Hash prefixes have no separators to mind: tough's check is the specification's.
+        PathSet::PathHashPrefixes(_) => Delegations {
+            keys: HashMap::new(),
+            roles: vec![DelegatedRole {
+                targets: None,
+                ..role.clone()
+            }],
+        }
+        .target_is_delegated(name),
     }
-    .target_is_delegated(name)
+}
+
+/// `pattern` matches `path` segment by segment (fnmatch, as python-tuf does).
+fn path_matches(pattern: &str, path: &str) -> bool {
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .backslash_escape(false)
+        .build()
+        .is_ok_and(|glob| glob.compile_matcher().is_match(path))
 }
 
 #[cfg(test)]
@@ -260,6 +274,9 @@ mod tests {
             &name("deltas/acme-1/1.1.0_1.2.0.patch")
         ));
         assert!(!within(deltas_role, &name("firmware/acme-1/9.9.9.img")));
+        // `*` stays inside one path segment.
+        assert!(!within(release, &name("firmware/acme-1/extra/1.2.0.img")));
+        assert!(!within(release, &name("firmware/1.2.0.img")));
         assert!(release.terminating && deltas_role.terminating);
     }
 

@@ -176,9 +176,17 @@ fn device(keys: &Keys) -> (tempfile::TempDir, Repo) {
     (dir, repo)
 }
 
+/// A refresh, then every delegated role loaded (what the agent does).
 async fn run(dir: &tempfile::TempDir, repo: &Repo) -> Result<super::Trusted, RefreshError> {
     let base = Url::parse("http://repo.test/metadata/").unwrap();
-    refresh(dir.path(), repo, &base).await
+    let mut trusted = refresh(dir.path(), repo, &base).await?;
+    let source = super::Source {
+        dir: dir.path(),
+        transport: repo,
+        base: &base,
+    };
+    super::load_all(&mut trusted, &source).await;
+    Ok(trusted)
 }
 
 #[tokio::test]
