@@ -42,7 +42,7 @@ pub enum UriError {
 impl KeyUri {
     /// Whether `text` is meant as a PKCS#11 URI rather than a file name.
     pub fn is_uri(text: &str) -> bool {
-        text.starts_with("pkcs11:")
+        strip_scheme(text).is_some()
     }
 }
 
@@ -108,17 +108,26 @@ impl FromStr for KeyUri {
 }
 
 /// The token, object and module of a PKCS#11 URI, each at most once.
+/// `text` without its `pkcs11:` scheme, which RFC 3986 makes case-insensitive.
+fn strip_scheme(text: &str) -> Option<&str> {
+    let (scheme, rest) = text.split_at_checked("pkcs11:".len())?;
+    scheme.eq_ignore_ascii_case("pkcs11:").then_some(rest)
+}
+
 fn parse(text: &str) -> Result<Parts, UriError> {
-    let rest = text.strip_prefix("pkcs11:").ok_or(UriError::NotPkcs11)?;
+    let rest = strip_scheme(text).ok_or(UriError::NotPkcs11)?;
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     let (mut token, mut object, mut module) = (None, None, None);
     let attributes = path.split(';').map(|a| (a, false));
     let queries = query.split('&').map(|a| (a, true));
     for (attribute, in_query) in attributes.chain(queries).filter(|(a, _)| !a.is_empty()) {
         let (name, value) = attribute.split_once('=').unwrap_or((attribute, ""));
+        // Before anything reads the value: an error must never quote a PIN.
+        if matches!(name, "pin-value" | "pin-source") {
+            return Err(UriError::Pin);
+        }
         let value = decode(value)?;
         let slot = match (name, in_query) {
-            ("pin-value" | "pin-source", _) => return Err(UriError::Pin),
             ("token", false) => &mut token,
             ("object", false) => &mut object,
             ("module-path", true) => &mut module,
@@ -156,6 +165,10 @@ fn decode(text: &str) -> Result<String, UriError> {
     while let Some(b) = bytes.next() {
         if b == b'%' {
             let hex = [bytes.next().ok_or_else(bad)?, bytes.next().ok_or_else(bad)?];
+            // Two hex digits exactly: `from_str_radix` alone would take `%+A` as 0x0A.
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return Err(bad());
+            }
             let hex = std::str::from_utf8(&hex).map_err(|_| bad())?;
             out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
         } else {
@@ -237,5 +250,22 @@ mod tests {
             UriError::Encoding("%ff".into())
         );
         assert_eq!(e("pkcs11:token=t;object=k?pin-value=1234"), UriError::Pin);
+        // A broken escape in a PIN is still refused as a PIN, never quoted.
+        let pin = e("pkcs11:token=t;object=k?pin-value=12%4");
+        assert_eq!(pin, UriError::Pin);
+        assert!(!pin.to_string().contains("12"));
+        assert_eq!(
+            e("pkcs11:token=t;object=%+A"),
+            UriError::Encoding("%+A".into())
+        );
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        assert!(KeyUri::is_uri("PKCS11:token=t;object=k"));
+        let uri: KeyUri = "Pkcs11:token=t;object=k".parse().unwrap();
+        assert_eq!((uri.token.as_str(), uri.object.as_str()), ("t", "k"));
+        assert!(!KeyUri::is_uri("pkcs1"));
+        assert!(!KeyUri::is_uri("keys/firmware-1.key"));
     }
 }
