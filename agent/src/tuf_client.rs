@@ -242,28 +242,28 @@ impl Refreshed {
         if !self.trusted.root.signed.consistent_snapshot {
             return Ok(self.client.targets_url.join(name)?);
         }
-        let (dir, file) = match name.rsplit_once('/') {
-            Some((dir, file)) => (format!("{dir}/"), file),
-            None => (String::new(), name),
-        };
-        Ok(self
-            .client
-            .targets_url
-            .join(&format!("{dir}{}.{file}", hex::encode(sha256)))?)
+        Ok(target_url_in(&self.client.targets_url, name, sha256)?)
     }
 
     /// The URL of `entry`'s file: hash-prefixed, as consistent snapshots name it, so it
     /// never changes content (safe to resume with `Range`).
     pub fn target_url(&self, entry: &TargetEntry) -> Result<Url, TufClientError> {
-        let (dir, file) = match entry.name.rsplit_once('/') {
-            Some((dir, file)) => (format!("{dir}/"), file),
-            None => (String::new(), entry.name.as_str()),
-        };
-        Ok(self
-            .client
-            .targets_url
-            .join(&format!("{dir}{}.{file}", hex::encode(entry.sha256)))?)
+        Ok(target_url_in(
+            &self.client.targets_url,
+            &entry.name,
+            &entry.sha256,
+        )?)
     }
+}
+
+/// `base/dir/HASH.file`: the consistent-snapshot name of target `name` (the hash before the
+/// file name, as the TUF specification and python-tuf have it).
+fn target_url_in(base: &Url, name: &str, sha256: &[u8; 32]) -> Result<Url, url::ParseError> {
+    let (dir, file) = match name.rsplit_once('/') {
+        Some((dir, file)) => (format!("{dir}/"), file),
+        None => (String::new(), name),
+    };
+    base.join(&format!("{dir}{}.{file}", hex::encode(sha256)))
 }
 
 fn target_name(name: &str) -> Result<TargetName, TufClientError> {
@@ -292,4 +292,31 @@ fn entry(name: &str, target: &tough::schema::Target) -> Result<TargetEntry, TufC
         sha256,
         info,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn target_urls_put_the_hash_before_the_file_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::http::HttpConfig::default();
+        let transport = crate::tuf_transport::MetadataTransport::new(
+            crate::http::client(&config).unwrap(),
+            config,
+        );
+        let server = url::Url::parse("http://repo.test/").unwrap();
+        let client = super::TufClient::new(dir.path(), b"{}", &server, transport).unwrap();
+        let url =
+            |name: &str| super::target_url_in(&client.targets_url, name, &[0xab; 32]).unwrap();
+        let hash = "ab".repeat(32);
+        // The TUF spec's consistent-snapshot name: `dir/HASH.file`, not `HASH.dir/file`.
+        assert_eq!(
+            url("firmware/acme/1.0.0.img").as_str(),
+            format!("http://repo.test/tuf/targets/firmware/acme/{hash}.1.0.0.img")
+        );
+        assert_eq!(
+            url("top.bin").as_str(),
+            format!("http://repo.test/tuf/targets/{hash}.top.bin")
+        );
+    }
 }

@@ -60,14 +60,19 @@ fn meta(version: u64, bytes: &[u8]) -> Metafile {
     }
 }
 
-/// A repository in memory: file name → bytes (a missing file is a 404).
+/// A repository in memory: file name → bytes (a missing file is a 404), and the names
+/// asked for.
 #[derive(Clone, Debug, Default)]
-struct Repo(Arc<Mutex<HashMap<String, Vec<u8>>>>);
+struct Repo(
+    Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    Arc<Mutex<Vec<String>>>,
+);
 
 #[async_trait::async_trait]
 impl Transport for Repo {
     async fn fetch(&self, url: Url) -> Result<TransportStream, TransportError> {
         let name = url.path().rsplit('/').next().unwrap_or_default().to_owned();
+        self.1.lock().unwrap().push(name.clone());
         match self.0.lock().unwrap().get(&name) {
             Some(bytes) => {
                 let chunk = Ok(bytes::Bytes::from(bytes.clone()));
@@ -305,4 +310,77 @@ async fn a_delegated_role_named_like_a_top_level_role_is_refused_and_the_root_st
     );
     // A later refresh still starts from the true root.
     run(&dir, &repo).await.unwrap();
+}
+
+/// A delegation of `paths` to `name`, signed by `key`.
+fn delegation(name: &str, key: &Arc<dyn Signer>, paths: &[&str]) -> DelegatedRole {
+    DelegatedRole {
+        name: name.into(),
+        keyids: vec![tuf_key_id(key.as_ref()).unwrap()],
+        threshold: NonZeroU64::MIN,
+        paths: PathSet::Paths(
+            paths
+                .iter()
+                .map(|p| PathPattern::new(*p).unwrap())
+                .collect(),
+        ),
+        terminating: false,
+        targets: None,
+    }
+}
+
+#[tokio::test]
+async fn a_lookup_loads_only_the_roles_its_search_reaches() {
+    let keys = Keys::new();
+    let (dir, repo) = device(&keys);
+    let (a_key, b_key) = (key(), key());
+    let mut top = empty();
+    top.delegations = Some(Delegations {
+        keys: HashMap::from([
+            (tuf_key_id(a_key.as_ref()).unwrap(), tuf_key(a_key.as_ref())),
+            (tuf_key_id(b_key.as_ref()).unwrap(), tuf_key(b_key.as_ref())),
+        ]),
+        roles: vec![
+            delegation("a", &a_key, &["a/*"]),
+            delegation("b", &b_key, &["b/*"]),
+        ],
+    });
+    let mut b = empty();
+    b.targets.insert(
+        tough::TargetName::new("b/x").unwrap(),
+        tough::schema::Target {
+            length: 1,
+            hashes: Hashes {
+                sha256: vec![7; 32].into(),
+                _extra: HashMap::new(),
+            },
+            custom: HashMap::new(),
+            _extra: HashMap::new(),
+        },
+    );
+    let extra = [
+        ("a", 1, sign(empty(), &[&a_key])),
+        ("b", 1, sign(b, &[&b_key])),
+    ];
+    publish(&repo, &keys, (1, 1, 1), top, &extra);
+    let base = Url::parse("http://repo.test/metadata/").unwrap();
+    let mut trusted = refresh(dir.path(), &repo, &base).await.unwrap();
+    let source = super::Source {
+        dir: dir.path(),
+        transport: &repo,
+        base: &base,
+    };
+    repo.1.lock().unwrap().clear();
+    let name = tough::TargetName::new("b/x").unwrap();
+    super::load_for(&mut trusted, &source, &name).await;
+    // Only `b` covers b/x: `a` is never fetched.
+    assert_eq!(*repo.1.lock().unwrap(), ["1.b.json"]);
+    assert_eq!(
+        crate::tuf::resolve::find(&trusted, &name).map(|t| t.length),
+        Ok(1)
+    );
+    // Stored under its own file, and not fetched again by the next lookup.
+    assert!(dir.path().join(super::delegated_file("b")).exists());
+    super::load_for(&mut trusted, &source, &name).await;
+    assert_eq!(repo.1.lock().unwrap().len(), 1);
 }
