@@ -225,15 +225,22 @@ pub struct Source<'a> {
     pub base: &'a Url,
 }
 
+impl Source<'_> {
+    /// The metadata directory and the fetcher over the repository.
+    fn parts(&self) -> (Store, Fetcher<'_>) {
+        let fetcher = Fetcher {
+            transport: self.transport,
+            base: self.base,
+        };
+        (Store::new(self.dir), fetcher)
+    }
+}
+
 /// Loads every delegated role reachable from the top-level targets (preorder, each role
 /// once, at most [`MAX_DELEGATED_ROLES`]). A role that fails is remembered, not fatal: only
 /// a search that reaches it fails.
 pub async fn load_all(trusted: &mut Trusted, source: &Source<'_>) {
-    let store = Store::new(source.dir);
-    let fetcher = Fetcher {
-        transport: source.transport,
-        base: source.base,
-    };
+    let (store, fetcher) = source.parts();
     let loader = Loader {
         store: &store,
         fetcher: &fetcher,
@@ -268,11 +275,7 @@ pub async fn load_all(trusted: &mut Trusted, source: &Source<'_>) {
 /// into a role only when its paths cover the name, each role once, ending at the target, a
 /// terminating delegation or a role that fails), and nothing else.
 pub async fn load_for(trusted: &mut Trusted, source: &Source<'_>, name: &TargetName) {
-    let store = Store::new(source.dir);
-    let fetcher = Fetcher {
-        transport: source.transport,
-        base: source.base,
-    };
+    let (store, fetcher) = source.parts();
     let loader = Loader {
         store: &store,
         fetcher: &fetcher,
